@@ -1,0 +1,141 @@
+//! Activation functions, parsed once from the spec and applied in the kernels' epilogue.
+//!
+//! Transcendentals use the pure-Rust `libm` crate rather than the platform's C library so that a
+//! model gives the same bits on every machine and operating system, not only from run to run.
+
+use serde::{Deserialize, Serialize};
+
+/// The activation applied after a dense layer's `x·W + b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `f(x) = x`.
+    #[default]
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+    /// The exact (erf) GELU: `x · Φ(x)`, as ONNX's `Gelu` and PyTorch's default.
+    Gelu,
+    /// Row-wise softmax, numerically stabilised by subtracting the row maximum. Last layer only.
+    Softmax,
+}
+
+impl Activation {
+    /// All activations, for tests and tools.
+    pub const ALL: [Activation; 6] = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Gelu,
+        Activation::Softmax,
+    ];
+
+    /// True when the function looks at a whole row (softmax) rather than one value at a time.
+    pub fn is_row_wise(self) -> bool {
+        self == Activation::Softmax
+    }
+
+    /// The lowercase name used in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+            Activation::Softmax => "softmax",
+        }
+    }
+
+    /// Applies an element-wise activation to `values` in place. Does nothing for softmax, which
+    /// [`Activation::apply_row`] handles.
+    #[inline]
+    pub fn apply_elementwise(self, values: &mut [f32]) {
+        match self {
+            Activation::Identity | Activation::Softmax => {}
+            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v)),
+            Activation::Tanh => values.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
+            Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu(*v)),
+        }
+    }
+
+    /// Applies the activation to one complete output row in place (element-wise ones too).
+    #[inline]
+    pub fn apply_row(self, row: &mut [f32]) {
+        if self == Activation::Softmax {
+            softmax(row);
+        } else {
+            self.apply_elementwise(row);
+        }
+    }
+}
+
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + libm::expf(-x))
+}
+
+#[inline]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// Softmax over one row, in a fixed order (max, then exp and sum left to right, then divide).
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elementwise_values() {
+        let mut v = [-2.0f32, 0.0, 1.5];
+        Activation::Relu.apply_row(&mut v);
+        assert_eq!(v, [0.0, 0.0, 1.5]);
+        let mut s = [0.0f32, 100.0, -100.0];
+        Activation::Sigmoid.apply_row(&mut s);
+        assert_eq!(s, [0.5, 1.0, 0.0]);
+        let mut g = [1.0f32, -1.0];
+        Activation::Gelu.apply_row(&mut g);
+        assert!((g[0] - 0.841_344_7).abs() < 1e-6, "{}", g[0]);
+        assert!((g[1] + 0.158_655_26).abs() < 1e-6, "{}", g[1]);
+        let mut t = [0.5f32];
+        Activation::Tanh.apply_row(&mut t);
+        assert!((t[0] - 0.462_117_16).abs() < 1e-7);
+    }
+
+    #[test]
+    fn softmax_is_stable_and_sums_to_one() {
+        let mut row = [1000.0f32, 1000.0, 999.0];
+        Activation::Softmax.apply_row(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(row[0], row[1]);
+        assert!(row[2] < row[0] && row[2] > 0.0);
+    }
+
+    #[test]
+    fn serde_names_are_lowercase() {
+        for a in Activation::ALL {
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{}\"", a.name()));
+            assert_eq!(serde_json::from_str::<Activation>(&json).unwrap(), a);
+        }
+        assert!(serde_json::from_str::<Activation>("\"swish\"").is_err());
+    }
+}

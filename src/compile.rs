@@ -1,0 +1,306 @@
+//! Compiling a model: validate once, pack the weights for the chosen kernel, size the workspace.
+
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::kernels::{KernelKind, PackedWeights, Rows, RowsMut};
+use crate::model::Model;
+use crate::predictor::Predictor;
+use crate::workspace::Workspace;
+
+/// Work (in FLOPs) below which a batch runs inline rather than being forked over a pool.
+/// Measured with `benches/predict_batch.rs` (see the README's "Performance" section): a fork and
+/// join over two threads costs a few microseconds, which is what this much work takes on one core.
+pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 400_000;
+
+/// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2.
+const BLOCK_BYTES: usize = 512 * 1024;
+
+/// What to do with NaN or infinite inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFiniteInput {
+    /// Refuse the batch with [`Error::NonFiniteInput`], naming the first bad row and column.
+    /// Costs one read of the input.
+    #[default]
+    Reject,
+    /// Compute anyway; NaN and infinities propagate through the arithmetic as IEEE 754 says.
+    Propagate,
+}
+
+/// Options for [`Model::compile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Kernel to use; `None` picks the fastest this CPU supports.
+    pub kernel: Option<KernelKind>,
+    /// Largest block of rows a workspace holds. Larger batches are processed in blocks of this
+    /// many rows (never refused); `None` sizes blocks so that activations stay in L2.
+    pub block_rows: Option<usize>,
+    /// NaN/Inf input policy.
+    pub non_finite_input: NonFiniteInput,
+    /// Work per task below which `predict_batch_into` does not fork.
+    pub parallel_min_flops: u64,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            kernel: None,
+            block_rows: None,
+            non_finite_input: NonFiniteInput::Reject,
+            parallel_min_flops: DEFAULT_PARALLEL_MIN_FLOPS,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompiledLayer {
+    weights: PackedWeights,
+    bias: Vec<f32>,
+    activation: Activation,
+}
+
+/// A model ready to run: immutable, weights packed for one kernel. Share it through `Arc`.
+///
+/// # Examples
+/// ```
+/// use densebatch::prelude::*;
+/// let model = Model::random(&[8, 16, 4], Activation::Relu, Activation::Softmax, 1);
+/// let compiled = model.compile(&CompileOptions::default())?;
+/// let x = ndarray::Array2::<f32>::ones((3, 8));
+/// let y = compiled.predict(x.view())?;
+/// assert_eq!(y.dim(), (3, 4));
+/// assert!((y.row(0).sum() - 1.0).abs() < 1e-6);
+/// # Ok::<(), densebatch::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CompiledModel {
+    name: String,
+    version: String,
+    input_width: usize,
+    max_width: usize,
+    layers: Vec<CompiledLayer>,
+    kernel: KernelKind,
+    block_rows: usize,
+    non_finite_input: NonFiniteInput,
+    parallel_min_rows: usize,
+    flops_per_sample: u64,
+}
+
+impl Model {
+    /// Compiles the model: picks the kernel, packs the weights, sizes the workspace.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedKernel`] when `options.kernel` names a kernel this CPU cannot run.
+    pub fn compile(&self, options: &CompileOptions) -> Result<CompiledModel> {
+        let kernel = options.kernel.unwrap_or_else(KernelKind::detect);
+        if !kernel.is_supported() {
+            return Err(Error::UnsupportedKernel {
+                kernel: kernel.name(),
+            });
+        }
+        let spec = self.spec();
+        let max_width = spec
+            .layers
+            .iter()
+            .map(|l| l.output)
+            .chain([spec.input_width])
+            .max()
+            .unwrap_or(1);
+        let block_rows = options
+            .block_rows
+            .unwrap_or((BLOCK_BYTES / (8 * max_width)).clamp(16, 256))
+            .max(1);
+        let layers = spec
+            .layers
+            .iter()
+            .zip(self.layers())
+            .map(|(ls, lw)| CompiledLayer {
+                weights: PackedWeights::pack(lw.weight.view(), kernel.panel_width()),
+                bias: lw
+                    .bias
+                    .as_ref()
+                    .map_or_else(|| vec![0.0; ls.output], |b| b.to_vec()),
+                activation: ls.activation,
+            })
+            .collect();
+        let flops_per_sample = spec.flops_per_sample();
+        Ok(CompiledModel {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            input_width: spec.input_width,
+            max_width,
+            layers,
+            kernel,
+            block_rows,
+            non_finite_input: options.non_finite_input,
+            parallel_min_rows: options
+                .parallel_min_flops
+                .div_ceil(flops_per_sample.max(1))
+                .max(1) as usize,
+            flops_per_sample,
+        })
+    }
+}
+
+impl CompiledModel {
+    /// The model's version string.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The kernel the weights were packed for.
+    pub fn kernel(&self) -> KernelKind {
+        self.kernel
+    }
+
+    /// Rows per block (the workspace's height).
+    pub fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+
+    /// Bytes of packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| l.weights.bytes() + 4 * l.bias.len())
+            .sum()
+    }
+
+    /// Bytes of one workspace.
+    pub fn workspace_bytes(&self) -> usize {
+        2 * 4 * self.block_rows * self.max_width
+    }
+
+    fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
+        if x.ncols() != self.input_width {
+            return Err(Error::InputWidth {
+                expected: self.input_width,
+                got: x.ncols(),
+            });
+        }
+        if self.non_finite_input == NonFiniteInput::Reject {
+            for (row, values) in x.outer_iter().enumerate() {
+                if let Some(col) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::NonFiniteInput {
+                        row,
+                        col,
+                        value: values[col],
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one block of at most `block_rows` rows through every layer.
+    fn run_block(
+        &self,
+        ws: &mut Workspace,
+        x: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) {
+        let rows = x.nrows();
+        let width = ws.width;
+        let Workspace { front, back, .. } = ws;
+        // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`.
+        if x.as_slice().is_none() {
+            for (r, row) in x.outer_iter().enumerate() {
+                back[r * width..r * width + self.input_width]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(d, s)| *d = *s);
+            }
+        }
+        let last = self.layers.len() - 1;
+        let direct_out = out.is_standard_layout();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (k, n) = (layer.weights.k(), layer.weights.n());
+            // Layer i reads `back` and writes `front` when i is even, the other way when odd.
+            let (src, dst) = if i % 2 == 0 {
+                (&*back, &mut *front)
+            } else {
+                (&*front, &mut *back)
+            };
+            let src = match (i, x.as_slice()) {
+                (0, Some(slice)) => Rows::new(slice, rows, k, k),
+                _ => Rows::new(src, rows, k, width),
+            };
+            let dst = if i == last && direct_out {
+                RowsMut::new(out.as_slice_mut().expect("standard layout"), rows, n, n)
+            } else {
+                RowsMut::new(dst, rows, n, width)
+            };
+            self.kernel
+                .dense(src, &layer.weights, &layer.bias, layer.activation, dst);
+        }
+        let src_is_front = last.is_multiple_of(2);
+        if !direct_out {
+            let result = if src_is_front { &*front } else { &*back };
+            let n = self.output_width();
+            for (r, mut row) in out.outer_iter_mut().enumerate() {
+                row.iter_mut()
+                    .zip(&result[r * width..r * width + n])
+                    .for_each(|(d, s)| *d = *s);
+            }
+        }
+    }
+}
+
+impl Predictor for CompiledModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn input_width(&self) -> usize {
+        self.input_width
+    }
+
+    fn output_width(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.weights.n())
+    }
+
+    fn flops_per_sample(&self) -> u64 {
+        self.flops_per_sample
+    }
+
+    fn new_workspace(&self) -> Workspace {
+        Workspace::new(self.block_rows, self.max_width)
+    }
+
+    fn parallel_min_rows(&self) -> usize {
+        self.parallel_min_rows
+    }
+
+    fn predict_into(
+        &self,
+        workspace: &mut Workspace,
+        x: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        self.check_input(&x)?;
+        let rows = x.nrows();
+        if out.dim() != (rows, self.output_width()) {
+            return Err(Error::OutputShape {
+                expected: [rows, self.output_width()],
+                got: [out.nrows(), out.ncols()],
+            });
+        }
+        if workspace.width < self.max_width || workspace.rows == 0 {
+            return Err(Error::WorkspaceTooSmall {
+                needed: self.max_width,
+                got: workspace.width * workspace.rows,
+            });
+        }
+        let block = workspace.rows;
+        let mut start = 0;
+        while start < rows {
+            let len = block.min(rows - start);
+            let xb = x.slice_axis(Axis(0), (start..start + len).into());
+            let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
+            self.run_block(workspace, xb, ob);
+            start += len;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,100 @@
+//! The conformance suite every kernel runs against the reference path: awkward shapes
+//! (0, 1, tile ± 1, primes, large), every activation, and results compared bit for bit.
+//! Adding a kernel means adding one line to the `conformance!` list below.
+
+use ndarray::{Array1, Array2};
+use proptest::prelude::*;
+
+use super::{KernelKind, PackedWeights, Rows, RowsMut};
+use crate::Activation;
+use crate::kernels::reference::dense_reference;
+
+fn data(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+    // A cheap deterministic generator with varied signs and magnitudes.
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        let h = (i as u64 * 7919 + j as u64 * 104_729 + seed * 15_485_863) % 2003;
+        (h as f32 / 1001.0 - 1.0) * if h.is_multiple_of(3) { 4.0 } else { 0.5 }
+    })
+}
+
+/// Runs `kernel` over `x[m,k] · w[k,n]` and asserts bit equality with the reference.
+pub(crate) fn check(kernel: KernelKind, m: usize, k: usize, n: usize, act: Activation, seed: u64) {
+    if !kernel.is_supported() {
+        return;
+    }
+    let x = data(m, k, seed);
+    let w = data(k, n, seed + 1);
+    let b = Array1::from_iter((0..n).map(|j| j as f32 * 0.01 - 0.3));
+    let expected = dense_reference(x.view(), w.view(), Some(b.view()), act);
+    let packed = PackedWeights::pack(w.view(), kernel.panel_width());
+    // Rows with a stride wider than k, and an output with a stride wider than n, as in a workspace.
+    let (xs, os) = (k + 3, n + 5);
+    let mut xbuf = vec![f32::NAN; m * xs];
+    for r in 0..m {
+        xbuf[r * xs..r * xs + k].copy_from_slice(x.row(r).as_slice().unwrap());
+    }
+    let mut obuf = vec![f32::NAN; m * os];
+    kernel.dense(
+        Rows::new(&xbuf, m, k, xs),
+        &packed,
+        b.as_slice().unwrap(),
+        act,
+        RowsMut::new(&mut obuf, m, n, os),
+    );
+    for r in 0..m {
+        for c in 0..n {
+            let (got, want) = (obuf[r * os + c], expected[[r, c]]);
+            assert!(
+                got.to_bits() == want.to_bits(),
+                "{kernel:?} m={m} k={k} n={n} {act:?}: [{r},{c}] = {got}, reference {want}"
+            );
+        }
+    }
+}
+
+const AWKWARD: &[usize] = &[0, 1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 97];
+
+macro_rules! conformance {
+    ($($name:ident => $kernel:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn awkward_shapes_all_activations() {
+                for &m in AWKWARD {
+                    for &n in AWKWARD {
+                        for (i, act) in Activation::ALL.into_iter().enumerate() {
+                            let k = AWKWARD[(m + n + i) % AWKWARD.len()].max(1);
+                            check($kernel, m, k, n, act, (m * n) as u64);
+                        }
+                    }
+                }
+            }
+
+            #[test]
+            fn zero_k_gives_bias() {
+                check($kernel, 5, 0, 19, Activation::Identity, 3);
+            }
+
+            #[test]
+            fn large_shapes() {
+                check($kernel, 67, 1031, 263, Activation::Relu, 9);
+                check($kernel, 13, 4099, 33, Activation::Softmax, 11);
+            }
+
+            proptest! {
+                #![proptest_config(ProptestConfig::with_cases(48))]
+                #[test]
+                fn random_shapes(m in 0usize..40, k in 0usize..300, n in 1usize..80,
+                                 act in 0usize..6, seed in 0u64..1000) {
+                    check($kernel, m, k, n, Activation::ALL[act], seed);
+                }
+            }
+        }
+    )*};
+}
+
+conformance! {
+    portable => KernelKind::Portable,
+    avx2_fma => KernelKind::Avx2Fma,
+}

@@ -1,0 +1,38 @@
+//! The plain-Rust reference path: naive loops, kept forever as the oracle every fast kernel is
+//! tested against. It fixes the arithmetic every kernel must reproduce bit for bit:
+//! `acc = b[n]; for k in 0..K { acc = fma(x[m,k], W[k,n], acc) }; out[m,n] = act(acc)`.
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+
+use crate::Activation;
+
+/// One dense layer by naive loops: `act(x · w + b)`, with `w` of shape `[k, n]`.
+///
+/// # Panics
+/// If the shapes disagree.
+pub fn dense_reference(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    bias: Option<ArrayView1<'_, f32>>,
+    activation: Activation,
+) -> Array2<f32> {
+    let (m, k) = x.dim();
+    let (kw, n) = w.dim();
+    assert_eq!(k, kw, "x has {k} columns but w has {kw} rows");
+    let mut out = Array2::zeros((m, n));
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = bias.map_or(0.0, |b| b[j]);
+            for kk in 0..k {
+                acc = x[[i, kk]].mul_add(w[[kk, j]], acc);
+            }
+            out[[i, j]] = acc;
+        }
+        activation.apply_row(
+            out.row_mut(i)
+                .as_slice_mut()
+                .expect("fresh array is contiguous"),
+        );
+    }
+    out
+}

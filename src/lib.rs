@@ -1,0 +1,79 @@
+//! # densebatch
+//!
+//! A parallel batch inference engine for dense neural networks (MLPs) on CPUs: fast at every
+//! batch size, bit-for-bit reproducible, and explicit about threads and memory.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use densebatch::prelude::*;
+//! use ndarray::Array2;
+//!
+//! // A model is data: a spec plus weights. Here a seeded random one; `Model::load` reads files.
+//! let model = Model::random(&[16, 32, 4], Activation::Relu, Activation::Identity, 42);
+//! // Compile once: pick the kernel, pack the weights, size the workspace.
+//! let compiled = model.compile(&CompileOptions::default())?;
+//!
+//! // Run a batch on an explicit pool, one workspace per pool thread, into a caller buffer.
+//! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+//! let mut workspaces = compiled.new_workspaces(pool.current_num_threads());
+//! let x = Array2::from_shape_fn((64, 16), |(i, j)| ((i * 16 + j) as f32).sin());
+//! let mut y = Array2::zeros((64, 4));
+//! predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
+//!
+//! // A sample's result is bit-identical whatever batch it came in.
+//! let alone = compiled.predict(x.slice(ndarray::s![5..6, ..]))?;
+//! assert_eq!(alone.row(0), y.row(5));
+//! // And it agrees with the naive reference loops.
+//! assert_eq!(model.predict_reference(x.view())?, y);
+//! # Ok::<(), densebatch::Error>(())
+//! ```
+//!
+//! ## Determinism
+//!
+//! Every kernel computes each output as one fused-multiply-add chain in input order, seeded with
+//! the bias: `acc = b[n]; for k in 0..K { acc = fma(x[k], W[k, n], acc) }`. Work is split across
+//! threads by rows (and, for small batches, by output columns), never inside that chain, so the
+//! result bits do not depend on the batch size, the sample's position or the thread count.
+
+#![deny(missing_docs)]
+#![warn(unsafe_op_in_unsafe_fn, missing_debug_implementations, unreachable_pub)]
+
+mod activation;
+mod compile;
+mod error;
+mod kernels;
+mod model;
+mod predictor;
+mod workspace;
+
+pub use activation::Activation;
+pub use compile::{CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, NonFiniteInput};
+pub use error::{Error, Origin, Result};
+pub use kernels::KernelKind;
+pub use kernels::reference::dense_reference;
+pub use model::{
+    LayerSpec, LayerWeights, MAX_LAYER_WEIGHTS, Model, ModelSpec, NpyHeader, npy_header_bytes,
+    random_model, read_npy_f32, read_npy_header, write_npy_f32,
+};
+pub use predictor::{Predictor, predict_batch};
+pub use workspace::Workspace;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::{
+        Activation, CompileOptions, CompiledModel, Error, Model, Predictor, Workspace,
+        predict_batch,
+    };
+}
+
+/// `Arc<dyn Predictor>` must stay shareable across threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + ?Sized>() {}
+    assert_send_sync::<dyn Predictor>();
+    assert_send_sync::<CompiledModel>();
+};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,214 @@
+//! Models as data: a [`ModelSpec`] plus its weights, validated on construction.
+
+mod npy;
+mod random;
+mod refbench;
+mod safetensors_file;
+mod spec;
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+
+use crate::error::{Error, Origin, Result};
+
+pub use npy::{NpyHeader, npy_header_bytes, read_npy_f32, read_npy_header, write_npy_f32};
+pub use random::random_model;
+pub use spec::{LayerSpec, MAX_LAYER_WEIGHTS, ModelSpec};
+
+/// The weights of one dense layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerWeights {
+    /// `W`, shape `[input, output]`: `y = x · W + b`.
+    pub weight: Array2<f32>,
+    /// `b`, shape `[output]`, present when the spec says the layer has a bias.
+    pub bias: Option<Array1<f32>>,
+}
+
+/// A validated model: spec and weights that agree with each other, all finite.
+///
+/// # Examples
+/// ```
+/// use densebatch::{Activation, Model};
+/// let model = Model::random(&[4, 8, 3], Activation::Relu, Activation::Softmax, 7);
+/// assert_eq!(model.spec().output_width(), 3);
+/// assert_eq!(model.layers()[0].weight.dim(), (4, 8));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    spec: ModelSpec,
+    layers: Vec<LayerWeights>,
+}
+
+impl Model {
+    /// Builds a model from a spec and its weights, checking that they agree.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSpec`], [`Error::TooLarge`], [`Error::TensorShape`] or
+    /// [`Error::NonFiniteWeight`], naming the layer.
+    pub fn new(spec: ModelSpec, layers: Vec<LayerWeights>) -> Result<Self> {
+        Self::with_origin(spec, layers, &Origin::default())
+    }
+
+    pub(crate) fn with_origin(
+        spec: ModelSpec,
+        layers: Vec<LayerWeights>,
+        origin: &Origin,
+    ) -> Result<Self> {
+        spec.validate(origin)?;
+        if layers.len() != spec.layers.len() {
+            return Err(Error::spec(
+                origin,
+                layers.len().min(spec.layers.len()),
+                format!(
+                    "the spec has {} layers but {} weight sets were given",
+                    spec.layers.len(),
+                    layers.len()
+                ),
+            ));
+        }
+        for (i, (ls, lw)) in spec.layers.iter().zip(&layers).enumerate() {
+            let shape_err =
+                |tensor: &str, expected: Vec<usize>, got: &[usize]| Error::TensorShape {
+                    origin: origin.clone(),
+                    layer: i,
+                    tensor: tensor.to_string(),
+                    expected,
+                    got: got.to_vec(),
+                };
+            if lw.weight.dim() != (ls.input, ls.output) {
+                return Err(shape_err(
+                    &weight_name(i),
+                    vec![ls.input, ls.output],
+                    lw.weight.shape(),
+                ));
+            }
+            check_finite(origin, i, &weight_name(i), lw.weight.iter())?;
+            match (&lw.bias, ls.bias) {
+                (Some(b), true) if b.len() == ls.output => {
+                    check_finite(origin, i, &bias_name(i), b.iter())?
+                }
+                (Some(b), _) => {
+                    let expected = if ls.bias { vec![ls.output] } else { vec![] };
+                    return Err(shape_err(&bias_name(i), expected, b.shape()));
+                }
+                (None, true) => {
+                    return Err(Error::MissingTensor {
+                        origin: origin.clone(),
+                        layer: i,
+                        tensor: bias_name(i),
+                    });
+                }
+                (None, false) => {}
+            }
+        }
+        Ok(Model { spec, layers })
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The weights, one entry per layer.
+    pub fn layers(&self) -> &[LayerWeights] {
+        &self.layers
+    }
+
+    /// Loads a model. `path` may be
+    /// - a spec file (`model.json`) with its safetensors weights beside it,
+    /// - a folder holding `model.json`, or
+    /// - a folder in the reference-harness layout (`manifest.json` + `W{i}.npy` / `b{i}.npy`).
+    ///
+    /// Everything is validated; errors name the file and the layer.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for a missing file, [`Error::Format`] for a malformed or truncated one, and
+    /// the validation errors of [`Model::new`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let manifest = path.join("manifest.json");
+            if manifest.is_file() && !path.join("model.json").exists() {
+                return refbench::load(path);
+            }
+            return safetensors_file::load(&path.join("model.json"));
+        }
+        safetensors_file::load(path)
+    }
+
+    /// Saves the model as a spec file at `path` and its weights beside it (the file named by the
+    /// spec's `weights` field). Loading the result gives back an equal model, bit for bit.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be written.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        safetensors_file::save(self, path.as_ref())
+    }
+
+    /// A seeded random model (He-normal weights, small normal biases), for tests and benches.
+    /// `widths` lists the input width then each layer's output width.
+    ///
+    /// # Panics
+    /// If `widths` has fewer than two entries or a zero width.
+    pub fn random(
+        widths: &[usize],
+        hidden: crate::Activation,
+        output: crate::Activation,
+        seed: u64,
+    ) -> Self {
+        random_model(widths, hidden, output, seed)
+    }
+}
+
+pub(crate) fn weight_name(layer: usize) -> String {
+    format!("layers.{layer}.weight")
+}
+
+pub(crate) fn bias_name(layer: usize) -> String {
+    format!("layers.{layer}.bias")
+}
+
+fn check_finite<'a>(
+    origin: &Origin,
+    layer: usize,
+    tensor: &str,
+    values: impl Iterator<Item = &'a f32>,
+) -> Result<()> {
+    for (index, v) in values.enumerate() {
+        if !v.is_finite() {
+            return Err(Error::NonFiniteWeight {
+                origin: origin.clone(),
+                layer,
+                tensor: tensor.to_string(),
+                index,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Runs `x` through the naive reference loops (the test oracle): slow, allocating, exact.
+    ///
+    /// # Errors
+    /// [`Error::InputWidth`] if `x` has the wrong number of columns.
+    pub fn predict_reference(&self, x: ndarray::ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        if x.ncols() != self.spec.input_width {
+            return Err(Error::InputWidth {
+                expected: self.spec.input_width,
+                got: x.ncols(),
+            });
+        }
+        let mut h = x.to_owned();
+        for (ls, lw) in self.spec.layers.iter().zip(&self.layers) {
+            h = crate::dense_reference(
+                h.view(),
+                lw.weight.view(),
+                lw.bias.as_ref().map(|b| b.view()),
+                ls.activation,
+            );
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,229 @@
+//! A small reader and writer for NumPy `.npy` files of float32.
+//!
+//! Written by hand because the reference-harness models and the command-line tools need two things
+//! `ndarray-npy` does not offer: reading only the header (to stream rows of a file larger than
+//! memory) and checking the header's shape against the file's length before allocating.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::Path;
+
+use ndarray::{ArrayD, ArrayView2, IxDyn};
+
+use crate::error::{Error, Origin, Result};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// The dtype string, e.g. `<f4`.
+    pub descr: String,
+    /// Whether the data is in column-major order.
+    pub fortran_order: bool,
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// Byte offset of the first data byte.
+    pub data_offset: u64,
+}
+
+impl NpyHeader {
+    /// Number of elements the shape holds.
+    pub fn len(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    /// True when the array holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Reads and parses a `.npy` header from the start of `reader`.
+///
+/// # Errors
+/// [`Error::Format`] when the magic, version or header dictionary is malformed.
+pub fn read_npy_header(reader: &mut impl Read, origin: &Origin) -> Result<NpyHeader> {
+    let bad = |msg: &str| Error::format(origin, format!("not a valid .npy file: {msg}"));
+    let mut prefix = [0u8; 8];
+    reader
+        .read_exact(&mut prefix)
+        .map_err(|_| bad("shorter than its magic"))?;
+    if &prefix[..6] != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let (len_bytes, offset) = match prefix[6] {
+        1 => (2, 10u64),
+        2 | 3 => (4, 12u64),
+        v => return Err(bad(&format!("unsupported version {v}"))),
+    };
+    let mut len_buf = [0u8; 4];
+    reader
+        .read_exact(&mut len_buf[..len_bytes])
+        .map_err(|_| bad("truncated header length"))?;
+    let header_len = u32::from_le_bytes(len_buf) as usize;
+    if header_len > 1 << 20 {
+        return Err(bad("header longer than 1 MiB"));
+    }
+    let mut header = vec![0u8; header_len];
+    reader
+        .read_exact(&mut header)
+        .map_err(|_| bad("truncated header"))?;
+    let header = String::from_utf8(header).map_err(|_| bad("header is not text"))?;
+    let descr = dict_value(&header, "descr")
+        .and_then(|v| v.trim().strip_prefix('\'')?.split('\'').next())
+        .ok_or_else(|| bad("no descr"))?
+        .to_string();
+    let fortran_order = match dict_value(&header, "fortran_order").map(str::trim_start) {
+        Some(v) if v.starts_with("False") => false,
+        Some(v) if v.starts_with("True") => true,
+        _ => return Err(bad("no fortran_order")),
+    };
+    let shape_text = dict_value(&header, "shape")
+        .and_then(|v| v.trim_start().strip_prefix('(')?.split(')').next())
+        .ok_or_else(|| bad("no shape"))?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad("shape is not a tuple of integers"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(NpyHeader {
+        descr,
+        fortran_order,
+        shape,
+        data_offset: offset + header_len as u64,
+    })
+}
+
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let at = header.find(&format!("'{key}'"))?;
+    let rest = &header[at + key.len() + 2..];
+    rest.trim_start().strip_prefix(':')
+}
+
+/// Reads a whole little-endian float32, C-order `.npy` file.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Format`] for another dtype, Fortran order,
+/// or a length that disagrees with the header's shape (checked before allocating).
+pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
+    let origin = Origin::file(path);
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = BufReader::new(file);
+    let header = read_npy_header(&mut reader, &origin)?;
+    if header.descr != "<f4" {
+        return Err(Error::format(
+            &origin,
+            format!(
+                "dtype is {}, expected little-endian float32 (<f4)",
+                header.descr
+            ),
+        ));
+    }
+    if header.fortran_order {
+        return Err(Error::format(
+            &origin,
+            "Fortran-order arrays are not supported",
+        ));
+    }
+    let expected = header
+        .len()
+        .checked_mul(4)
+        .and_then(|b| b.checked_add(header.data_offset));
+    if expected != Some(file_len) {
+        return Err(Error::format(
+            &origin,
+            format!(
+                "shape {:?} needs {} data bytes but the file holds {}",
+                header.shape,
+                header.len().saturating_mul(4),
+                file_len.saturating_sub(header.data_offset)
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity((file_len - header.data_offset) as usize);
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let values = super::safetensors_file::f32s_from_le_bytes(&bytes);
+    Ok(ArrayD::from_shape_vec(IxDyn(&header.shape), values).expect("length checked"))
+}
+
+/// The header bytes of a version-1 `.npy` file holding a float32 C-order array of `shape`.
+pub fn npy_header_bytes(shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
+    let total = MAGIC.len() + 4 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - total % 64) % 64));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(10 + dict.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Writes a 2-D float32 array as a `.npy` file.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be written.
+pub fn write_npy_f32(path: &Path, array: ArrayView2<'_, f32>) -> Result<()> {
+    let mut bytes = npy_header_bytes(array.shape());
+    bytes.extend(array.iter().flat_map(|v| v.to_le_bytes()));
+    let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+    file.write_all(&bytes).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn header_round_trip() {
+        let bytes = npy_header_bytes(&[3, 5]);
+        assert_eq!(bytes.len() % 64, 0);
+        let h = read_npy_header(&mut bytes.as_slice(), &Origin::default()).unwrap();
+        assert_eq!(h.shape, vec![3, 5]);
+        assert_eq!(h.descr, "<f4");
+        assert!(!h.fortran_order);
+        assert_eq!(h.data_offset, bytes.len() as u64);
+        let h1 =
+            read_npy_header(&mut npy_header_bytes(&[7]).as_slice(), &Origin::default()).unwrap();
+        assert_eq!(h1.shape, vec![7]);
+    }
+
+    #[test]
+    fn file_round_trip_and_truncation() {
+        let dir = std::env::temp_dir().join(format!("densebatch-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.npy");
+        let a = array![[1.0f32, -2.5], [3.0, f32::MIN_POSITIVE]];
+        write_npy_f32(&path, a.view()).unwrap();
+        let back = read_npy_f32(&path).unwrap();
+        assert_eq!(back.into_dimensionality::<ndarray::Ix2>().unwrap(), a);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(matches!(read_npy_f32(&path), Err(Error::Format { .. })));
+        std::fs::write(&path, &bytes[..5]).unwrap();
+        assert!(matches!(read_npy_f32(&path), Err(Error::Format { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

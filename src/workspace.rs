@@ -1,0 +1,35 @@
+//! Per-thread scratch memory, sized once by the compiled model.
+
+/// Two ping-pong activation buffers of `rows × width` floats, owned by one thread.
+///
+/// A [`crate::Predictor`] makes them ([`crate::Predictor::new_workspace`]); the hot call only
+/// borrows them, so running a model allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub(crate) front: Vec<f32>,
+    pub(crate) back: Vec<f32>,
+    pub(crate) rows: usize,
+    pub(crate) width: usize,
+}
+
+impl Workspace {
+    /// A workspace for blocks of `rows` samples whose widest activation is `width`.
+    pub fn new(rows: usize, width: usize) -> Self {
+        Workspace {
+            front: vec![0.0; rows * width],
+            back: vec![0.0; rows * width],
+            rows,
+            width,
+        }
+    }
+
+    /// Rows processed per block.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of scratch held.
+    pub fn bytes(&self) -> usize {
+        (self.front.len() + self.back.len()) * std::mem::size_of::<f32>()
+    }
+}
