@@ -90,6 +90,7 @@ pub struct SchedulerConfig {
     pool: Option<Arc<ThreadPool>>,
     record_ring: usize,
     record_sink: Option<Sender<BatchRecord>>,
+    inline_small_batches: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -101,6 +102,7 @@ impl Default for SchedulerConfig {
             pool: None,
             record_ring: 1024,
             record_sink: None,
+            inline_small_batches: false,
         }
     }
 }
@@ -127,6 +129,14 @@ impl SchedulerConfig {
     /// Runs batches on this pool instead of building one (its size becomes the pool budget).
     pub fn pool(mut self, pool: Arc<ThreadPool>) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// Lets each model's worker run batches too small to fork (one task) itself rather than
+    /// on the pool: two thread hand-offs fewer per small batch, at the price of up to one extra
+    /// computing thread per busy model beyond the pool (reported in the [`ThreadBudget`]).
+    pub fn inline_small_batches(mut self, inline: bool) -> Self {
+        self.inline_small_batches = inline;
         self
     }
 
@@ -161,6 +171,7 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig) -> Result<Self, SchedulerError> {
         let limits = config.limits.unwrap_or_else(CpuLimits::discover);
         let mut budget = ThreadBudget::new(limits, config.cpus, config.pool_threads);
+        budget.inline_small_batches = config.inline_small_batches;
         let pool = match config.pool {
             Some(pool) => {
                 budget.pool_threads = pool.current_num_threads();
@@ -177,6 +188,7 @@ impl Scheduler {
         let context = WorkerContext {
             pool,
             record_sink: config.record_sink,
+            inline_small_batches: config.inline_small_batches,
         };
         Ok(Scheduler {
             registry: Registry::new(context, config.record_ring),
