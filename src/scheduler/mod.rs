@@ -2,6 +2,27 @@
 //! each model's worker forms batches, runs them on the shared rayon pool, and answers every
 //! caller exactly once.
 //!
+//! - **Isolation.** Each model has its own bounded queue and worker thread. A full queue refuses
+//!   at once ([`SubmitError::QueueFull`] hands the request back); a panic in a model is caught at
+//!   its worker, that batch's requests get [`RequestError::ModelPanicked`], the worker restarts
+//!   with fresh buffers and the model is marked [`ModelState::Degraded`]; other models never see
+//!   it.
+//! - **Batching.** A batch closes when full, when its oldest request has waited `max_wait`, when
+//!   waiting longer would miss a request's deadline given the compute time measured for that
+//!   batch size (at warmup, then refreshed by every batch), or when the model drains.
+//! - **Validation first.** Width, row count and NaN/Inf are checked on the caller's thread; a bad
+//!   request is refused alone. If a batch fails anyway, it is rerun request by request so only
+//!   the failing ones get the error.
+//! - **Exactly one reply.** A request's reply end answers by itself if it is ever dropped
+//!   unanswered; queues close only when no submitter holds them, and workers exit only when
+//!   their queue is closed and empty, so shutdown, unload and replace lose nothing.
+//! - **Threads.** One [`ThreadBudget`] per scheduler, sized from the affinity mask and cgroup
+//!   quota, never the host's core count. Kernels run on one shared pool of that size.
+//! - **Records.** Every batch yields a [`crate::BatchRecord`] (close reason, waits, compute,
+//!   scatter, scratch and allocated bytes) kept in a ring, folded into HDR histograms, and
+//!   optionally streamed to a channel; [`Scheduler::metrics`] snapshots them and
+//!   [`crate::MetricsSnapshot::to_prometheus`] renders them.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;

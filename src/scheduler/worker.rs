@@ -206,6 +206,10 @@ impl Worker {
             let opened = Instant::now();
             let alloc = AllocScope::start();
             self.admit(first, opened);
+            if self.batch.is_empty() {
+                // Cancelled or expired on arrival: the batch opens with the next request.
+                continue;
+            }
             let reason = self.gather(queue);
             self.run_batch(reason, opened, alloc);
         }
@@ -265,16 +269,8 @@ impl Worker {
                     }
                 }
             }
-            let Some(oldest) = self.oldest else {
-                // Everything so far was cancelled or expired: open on the next request.
-                match queue.recv() {
-                    Ok(p) => {
-                        self.admit(p, Instant::now());
-                        continue;
-                    }
-                    Err(_) => return CloseReason::Drain,
-                }
-            };
+            // The batch opened with an admitted request, so it has an oldest.
+            let oldest = self.oldest.unwrap_or_else(Instant::now);
             let open = OpenBatch {
                 rows: self.rows,
                 oldest_submitted: oldest,
