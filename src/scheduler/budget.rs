@@ -293,6 +293,17 @@ mod tests {
     }
 
     #[test]
+    fn discovery_on_this_machine_is_within_the_host() {
+        let limits = CpuLimits::discover();
+        let host = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpus = limits.cpus();
+        assert!(
+            (1..=host.max(limits.affinity.unwrap_or(1))).contains(&cpus),
+            "{limits:?}"
+        );
+    }
+
+    #[test]
     fn budget_is_the_tightest_limit() {
         let limits = |affinity, quota| CpuLimits {
             affinity,
