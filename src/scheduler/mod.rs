@@ -66,7 +66,7 @@ pub use request::{Reply, ReplyFuture, ReplyHandle, Request, RequestError, Submit
 
 use crate::Predictor;
 use crate::metrics::{BatchRecord, MetricsSnapshot, ModelHistograms, ModelSnapshot, bump};
-use registry::{ModelHandle, Registry};
+use registry::{ModelHandle, Registry, Unavailable};
 use request::{Pending, Responder};
 use worker::WorkerContext;
 
@@ -300,8 +300,8 @@ impl Scheduler {
     ) -> Result<ReplyHandle, SubmitError> {
         let handle = match self.registry.handle(model) {
             Ok(h) => h,
-            Err(true) => return Err(SubmitError::ShuttingDown(request)),
-            Err(false) => {
+            Err(Unavailable::ShuttingDown) => return Err(SubmitError::ShuttingDown(request)),
+            Err(Unavailable::Unknown) => {
                 return Err(SubmitError::UnknownModel {
                     name: model.to_string(),
                     request,
