@@ -44,6 +44,7 @@ mod compile;
 mod error;
 mod kernels;
 mod model;
+mod onnx;
 mod predictor;
 mod workspace;
 
@@ -56,6 +57,7 @@ pub use model::{
     LayerSpec, LayerWeights, MAX_LAYER_WEIGHTS, Model, ModelSpec, NpyHeader, npy_header_bytes,
     random_model, read_npy_f32, read_npy_header, write_npy_f32,
 };
+pub use onnx::{import_onnx, import_onnx_bytes};
 pub use predictor::{Predictor, predict_batch};
 pub use workspace::Workspace;
 
