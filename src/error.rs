@@ -135,7 +135,8 @@ pub enum Error {
     /// An ONNX node uses an operator the importer does not convert.
     #[error(
         "{origin}: node `{node}`: op {op} is not supported (the importer converts MatMul, Gemm, \
-         Add, Relu, Sigmoid, Tanh, Gelu, Softmax and Flatten)"
+         Add, Relu, Sigmoid, Tanh, Gelu, Softmax and Flatten, and passes over Identity, Cast to \
+         float and Reshape to [batch, features])"
     )]
     UnsupportedOnnxOp {
         /// The ONNX file.

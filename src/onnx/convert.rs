@@ -216,6 +216,9 @@ impl<'a> Walk<'a> {
                 | "Gelu"
                 | "Softmax"
                 | "Flatten"
+                | "Identity"
+                | "Cast"
+                | "Reshape"
         );
         if !known || !(default_domain || gelu_domain) {
             return Err(Error::UnsupportedOnnxOp {
@@ -242,6 +245,17 @@ impl<'a> Walk<'a> {
             "Gemm" => self.gemm(&at, node)?,
             "Add" => self.add(&at, node)?,
             "Flatten" => self.flatten(&at, node)?,
+            "Identity" => {}
+            "Cast" => {
+                let to = attr_i(node, "to").unwrap_or(0);
+                if to != i64::from(data_type::FLOAT) {
+                    return Err(at.error(format!(
+                        "casts to {}; the engine computes in FLOAT only",
+                        data_type::name(to as i32)
+                    )));
+                }
+            }
+            "Reshape" => self.reshape(&at, node)?,
             _ => self.activation(&at, node)?,
         }
         self.current = node.output[0].clone();
@@ -406,6 +420,36 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
+    /// A reshape to `[-1 or 0, features]`: nothing on a 2-D value, a flatten of the input.
+    fn reshape(&mut self, at: &NodeRef<'_>, node: &NodeProto) -> Result<()> {
+        if node.input.len() != 2 || node.input[0] != self.current {
+            return Err(at.error("expects the running value and a shape initializer"));
+        }
+        let shape = self.initializer(at, &node.input[1])?;
+        let target = int64_values(at, shape)?;
+        let features = match (self.current_shape.len(), self.current_width()) {
+            (2, width) => width,
+            (rank, _) if rank > 2 && self.pending.is_none() && self.layers.is_empty() => {
+                self.current_shape[1..].iter().copied().product()
+            }
+            _ => None,
+        };
+        match (target.as_slice(), features) {
+            ([-1 | 0, n], Some(features)) if *n == features as i64 => {
+                if self.current_shape.len() > 2 {
+                    self.input_width = Some(features);
+                }
+                self.current_shape = vec![None, Some(features)];
+                Ok(())
+            }
+            _ => Err(at.error(format!(
+                "reshapes `{}` to {target:?}; only a reshape to [-1, {}] (no change) is supported",
+                self.current,
+                features.map_or("features".to_string(), |f| f.to_string())
+            ))),
+        }
+    }
+
     fn activation(&mut self, at: &NodeRef<'_>, node: &NodeProto) -> Result<()> {
         if node.input.len() != 1 {
             return Err(at.error(format!("has {} inputs, expected one", node.input.len())));
@@ -534,6 +578,32 @@ fn tensor_values(at: &NodeRef<'_>, tensor: &TensorProto) -> Result<(Vec<usize>, 
         }
     };
     Ok((dims, values))
+}
+
+/// An INT64 initializer's values (a shape).
+fn int64_values(at: &NodeRef<'_>, tensor: &TensorProto) -> Result<Vec<i64>> {
+    if tensor.data_type != data_type::INT64 || tensor.dims.len() != 1 {
+        return Err(at.error(format!(
+            "shape `{}` is not a 1-D INT64 initializer",
+            tensor.name
+        )));
+    }
+    let count = usize::try_from(tensor.dims[0]).unwrap_or(usize::MAX);
+    if tensor.raw_data.is_empty() {
+        check_len(at, &tensor.name, tensor.int64_data.len(), count)?;
+        return Ok(tensor.int64_data.clone());
+    }
+    check_len(
+        at,
+        &tensor.name,
+        tensor.raw_data.len(),
+        count.saturating_mul(8),
+    )?;
+    Ok(tensor
+        .raw_data
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect())
 }
 
 fn check_len(at: &NodeRef<'_>, name: &str, got: usize, expected: usize) -> Result<()> {

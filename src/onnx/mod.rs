@@ -3,7 +3,9 @@
 //! The importer accepts one chain of `MatMul`/`Gemm` (with `transA`, `transB`, `alpha`, `beta`),
 //! `Add` (bias), `Relu`, `Sigmoid`, `Tanh`, `Gelu`, `Softmax` and `Flatten` nodes, with weights as
 //! float initializers, and folds each run of "matrix product, biases, one activation" into one
-//! dense layer. Anything else is refused with an error naming the node and its op.
+//! dense layer. Nodes that change nothing for a float32 `[batch, features]` value (`Identity`,
+//! `Cast` to float, `Reshape` to `[-1, features]`, as exporters such as skl2onnx emit) are passed
+//! over. Anything else is refused with an error naming the node and its op.
 
 mod convert;
 mod proto;

@@ -84,6 +84,8 @@ pub(crate) struct TensorProto {
     pub(crate) data_type: i32,
     #[prost(float, repeated, tag = "4")]
     pub(crate) float_data: Vec<f32>,
+    #[prost(int64, repeated, tag = "7")]
+    pub(crate) int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub(crate) name: String,
     #[prost(bytes = "vec", tag = "9")]
@@ -97,6 +99,7 @@ pub(crate) struct TensorProto {
 /// `TensorProto.DataType` values the importer names.
 pub(crate) mod data_type {
     pub(crate) const FLOAT: i32 = 1;
+    pub(crate) const INT64: i32 = 7;
     pub(crate) const DOUBLE: i32 = 11;
 
     /// The type's name in `onnx.proto`, for messages.
