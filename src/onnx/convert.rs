@@ -110,12 +110,13 @@ pub(super) fn convert(model: &ModelProto, origin: &Origin, fallback_name: &str) 
             ),
         ));
     }
-    let Some(input_width) = walk.input_width.or(walk.specs.first().map(|l| l.input)) else {
+    let Some(first) = walk.specs.first() else {
         return Err(Error::format(
             origin,
             "the graph has no MatMul or Gemm node",
         ));
     };
+    let input_width = walk.input_width.unwrap_or(first.input);
     let name = if graph.name.is_empty() {
         fallback_name.to_string()
     } else {

@@ -54,3 +54,6 @@ fn import(bytes: &[u8], origin: &Origin, fallback_name: &str) -> Result<Model> {
         .map_err(|e| Error::format(origin, format!("not a valid ONNX file: {e}")))?;
     convert::convert(&model, origin, fallback_name)
 }
+
+#[cfg(test)]
+mod tests;
