@@ -135,6 +135,12 @@ fn npy_run_writes_the_library_outputs_whatever_batch_and_threads() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout(&out).contains("samples/s"), "{}", stdout(&out));
+        // stdout is a pipe here: no progress bar, nothing on stderr.
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             read_npy2(&output),
             expected,

@@ -42,15 +42,20 @@ def quantile(values, q):
 
 
 def cpu_name():
+    """Model name plus family/model numbers and the widest SIMD, e.g. "AMD EPYC (family 25 model 1, AVX2)"."""
+    info = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    import platform
-    return platform.processor() or "unknown CPU"
+        import platform
+        return platform.processor() or "unknown CPU"
+    flags = info.get("flags", "").split()
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', 'unknown CPU')} (family {info.get('cpu family', '?')} "
+            f"model {info.get('model', '?')}, {simd})")
 
 
 class NumpyRunner:
