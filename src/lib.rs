@@ -46,6 +46,7 @@ mod error;
 mod kernels;
 mod metrics;
 mod model;
+mod onnx;
 mod predictor;
 pub mod scheduler;
 mod workspace;
@@ -64,6 +65,7 @@ pub use model::{
     LayerSpec, LayerWeights, MAX_LAYER_WEIGHTS, Model, ModelSpec, NpyHeader, npy_header_bytes,
     random_model, read_npy_f32, read_npy_header, write_npy_f32,
 };
+pub use onnx::{import_onnx, import_onnx_bytes};
 pub use predictor::{Predictor, predict_batch};
 pub use scheduler::{
     BatchPolicy, CpuLimits, Decision, ModelConfig, ModelState, ModelStatus, OpenBatch, Reply,
