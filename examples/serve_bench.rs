@@ -76,7 +76,14 @@ fn main() -> Result<()> {
         .max_wait(max_wait)
         .queue_capacity(4096);
     scheduler.load("open", compiled.clone(), config)?;
-    let full_batch = scheduler.metrics().model("open").unwrap().warmup[max_batch - 1];
+    let full_batch = scheduler
+        .metrics()
+        .model("open")
+        .unwrap()
+        .warmup
+        .last()
+        .unwrap()
+        .1;
     let capacity = measure_capacity(&scheduler, &sample, seconds.min(3.0))?;
     let saturated = scheduler
         .metrics()

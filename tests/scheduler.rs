@@ -552,7 +552,9 @@ fn registry_loads_lists_and_unloads() {
     ));
     assert_eq!(scheduler.models().len(), 1);
     // Warmup measured every batch size.
-    assert_eq!(scheduler.metrics().model("b").unwrap().warmup.len(), 2);
+    let snapshot = scheduler.metrics();
+    let warmup = &snapshot.model("b").unwrap().warmup;
+    assert_eq!(warmup.iter().map(|w| w.0).collect::<Vec<_>>(), [1, 2]);
 }
 
 #[test]

@@ -223,7 +223,8 @@ impl Scheduler {
     }
 
     /// Loads `predictor` as `name`: starts its worker, runs every batch size up to
-    /// `max_batch_size` (warmup), and returns once it serves.
+    /// `max_batch_size` (above 64: the powers of two and the largest) as warmup, and returns
+    /// once it serves.
     ///
     /// # Errors
     /// [`SchedulerError::AlreadyLoaded`], [`SchedulerError::InvalidConfig`],

@@ -149,7 +149,7 @@ pub(crate) struct ModelShared {
     state: AtomicU8,
     pub(crate) counters: LiveCounters,
     pub(crate) histograms: Mutex<ModelHistograms>,
-    pub(crate) warmup: Mutex<Vec<Duration>>,
+    pub(crate) warmup: Mutex<Vec<(usize, Duration)>>,
 }
 
 impl ModelShared {

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::ThreadPool;
 
-use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch};
+use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch, warmup_sizes};
 use super::registry::{ModelShared, ModelState};
 use super::request::{Pending, RequestError};
 use crate::Predictor;
@@ -144,21 +144,25 @@ impl Worker {
         }
     }
 
-    /// Runs every batch size once per warmup round; keeps the fastest time per size.
+    /// Runs every batch size (or, for large batches, every power of two and the largest) once
+    /// per warmup round; keeps the fastest time per size.
     fn warm_up(&mut self) -> crate::Result<()> {
         let max = self.policy.max_batch_size;
         self.input.resize(max * self.input_width, 0.0);
         self.output.resize(max * self.output_width, 0.0);
-        let mut best = vec![Duration::MAX; max];
+        let mut best: Vec<(usize, Duration)> = warmup_sizes(max)
+            .into_iter()
+            .map(|rows| (rows, Duration::MAX))
+            .collect();
         for _ in 0..self.shared.config.warmup_rounds.max(1) {
-            for rows in 1..=max {
-                let time = self.compute(rows)?;
-                best[rows - 1] = best[rows - 1].min(time);
+            for (rows, time) in &mut best {
+                *time = (*time).min(self.compute(*rows)?);
             }
         }
-        for (i, time) in best.iter().enumerate() {
-            self.profile.set(i + 1, *time);
+        for &(rows, time) in &best {
+            self.profile.set(rows, time);
         }
+        self.profile.fill_gaps();
         *self.shared.warmup.lock().unwrap_or_else(|e| e.into_inner()) = best;
         self.input.clear();
         self.output.clear();
