@@ -58,7 +58,8 @@ impl Activation {
     pub fn apply_elementwise(self, values: &mut [f32]) {
         match self {
             Activation::Identity | Activation::Softmax => {}
-            Activation::Relu => values.iter_mut().for_each(|v| *v = v.max(0.0)),
+            // Not `f32::max`, which turns NaN into 0: a NaN must stay visible.
+            Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
             Activation::Sigmoid => values.iter_mut().for_each(|v| *v = sigmoid(*v)),
             Activation::Tanh => values.iter_mut().for_each(|v| *v = libm::tanhf(*v)),
             Activation::Gelu => values.iter_mut().for_each(|v| *v = gelu(*v)),
@@ -74,6 +75,11 @@ impl Activation {
             self.apply_elementwise(row);
         }
     }
+}
+
+#[inline]
+fn relu(x: f32) -> f32 {
+    if x < 0.0 { 0.0 } else { x }
 }
 
 #[inline]
@@ -108,6 +114,9 @@ mod tests {
         let mut v = [-2.0f32, 0.0, 1.5];
         Activation::Relu.apply_row(&mut v);
         assert_eq!(v, [0.0, 0.0, 1.5]);
+        let mut nan = [f32::NAN];
+        Activation::Relu.apply_row(&mut nan);
+        assert!(nan[0].is_nan(), "relu must propagate NaN");
         let mut s = [0.0f32, 100.0, -100.0];
         Activation::Sigmoid.apply_row(&mut s);
         assert_eq!(s, [0.5, 1.0, 0.0]);

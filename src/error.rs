@@ -131,6 +131,34 @@ pub enum Error {
         kernel: &'static str,
     },
 
+    // ---- ONNX import ---------------------------------------------------------------------
+    /// An ONNX node uses an operator the importer does not convert.
+    #[error(
+        "{origin}: node `{node}`: op {op} is not supported (the importer converts MatMul, Gemm, \
+         Add, Relu, Sigmoid, Tanh, Gelu, Softmax and Flatten, and passes over Identity, Cast to \
+         float and Reshape to [batch, features])"
+    )]
+    UnsupportedOnnxOp {
+        /// The ONNX file.
+        origin: Origin,
+        /// The node's name (or `#index` when it has none).
+        node: String,
+        /// The operator, with its domain when not the default one.
+        op: String,
+    },
+    /// An ONNX node of a supported op is used in a way that cannot become a dense layer.
+    #[error("{origin}: node `{node}` ({op}): {msg}")]
+    OnnxNode {
+        /// The ONNX file.
+        origin: Origin,
+        /// The node's name (or `#index` when it has none).
+        node: String,
+        /// The operator.
+        op: String,
+        /// What is wrong.
+        msg: String,
+    },
+
     // ---- prediction ----------------------------------------------------------------------
     /// The input's column count is not the model's input width.
     #[error("input has {got} columns, the model takes {expected}")]

@@ -40,14 +40,19 @@
 #![warn(unsafe_op_in_unsafe_fn, missing_debug_implementations, unreachable_pub)]
 
 mod activation;
+mod alloc_count;
 mod compile;
 mod error;
 mod kernels;
+mod metrics;
 mod model;
+mod onnx;
 mod predictor;
+pub mod scheduler;
 mod workspace;
 
 pub use activation::Activation;
+pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
 pub use compile::{
     CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, DEFAULT_SPLIT_MIN_FLOPS,
     NonFiniteInput,
@@ -55,11 +60,21 @@ pub use compile::{
 pub use error::{Error, Origin, Result};
 pub use kernels::KernelKind;
 pub use kernels::reference::dense_reference;
+pub use metrics::{
+    BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary, MetricsSnapshot,
+    ModelSnapshot,
+};
 pub use model::{
     LayerSpec, LayerWeights, MAX_LAYER_WEIGHTS, Model, ModelSpec, NpyHeader, npy_header_bytes,
     random_model, read_npy_f32, read_npy_header, write_npy_f32,
 };
+pub use onnx::{import_onnx, import_onnx_bytes};
 pub use predictor::{Predictor, predict_batch};
+pub use scheduler::{
+    BatchPolicy, CpuLimits, Decision, ModelConfig, ModelState, ModelStatus, OpenBatch, Reply,
+    ReplyFuture, ReplyHandle, Request, RequestError, Scheduler, SchedulerConfig, SchedulerError,
+    SubmitError, ThreadBudget,
+};
 pub use workspace::Workspace;
 
 /// The names most programs need.

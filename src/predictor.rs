@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewD, ArrayViewMut2, Axis};
 use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
@@ -63,6 +63,23 @@ pub trait Predictor: Send + Sync + fmt::Debug {
         let mut out = Array2::zeros((x.nrows(), self.output_width()));
         self.predict_into(&mut self.new_workspace(), x, out.view_mut())?;
         Ok(out)
+    }
+
+    /// Convenience for inputs of unknown rank: a 1-D array is one sample, a 2-D array a batch.
+    /// Allocates like [`Predictor::predict`].
+    ///
+    /// # Errors
+    /// [`Error::InputRank`] for any other rank; otherwise as [`Predictor::predict_into`].
+    fn predict_dyn(&self, x: ArrayViewD<'_, f32>) -> Result<Array2<f32>> {
+        match x.ndim() {
+            1 => self.predict(
+                x.insert_axis(Axis(0))
+                    .into_dimensionality()
+                    .expect("rank 2"),
+            ),
+            2 => self.predict(x.into_dimensionality().expect("rank 2")),
+            got => Err(Error::InputRank { got }),
+        }
     }
 
     /// Runs a batch on `pool`: the rows are cut into one contiguous block per task, each task

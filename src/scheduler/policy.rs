@@ -1,0 +1,239 @@
+//! When a batch closes: pure data and a pure decision, so the rules are unit-tested alone.
+
+use std::time::{Duration, Instant};
+
+use crate::metrics::CloseReason;
+
+/// Per-model batching knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPolicy {
+    /// Most rows a batch may hold.
+    pub max_batch_size: usize,
+    /// Longest the oldest request of a batch waits for company before the batch runs anyway.
+    pub max_wait: Duration,
+    /// Time kept in hand before a deadline on top of the expected compute time: the worker's
+    /// wake-up from a timed wait and the scatter are not free.
+    pub deadline_reserve: Duration,
+}
+
+impl Default for BatchPolicy {
+    /// 32 rows, 1 ms: long enough to gather a batch under load (a dense model's full batch takes
+    /// tens to hundreds of microseconds), short next to a network round trip. A zero default, as
+    /// some servers ship, silently disables batching.
+    fn default() -> Self {
+        BatchPolicy {
+            max_batch_size: 32,
+            max_wait: Duration::from_millis(1),
+            deadline_reserve: Duration::from_micros(200),
+        }
+    }
+}
+
+/// What the worker knows about the batch it is forming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenBatch {
+    /// Rows gathered so far (at least one request's worth).
+    pub rows: usize,
+    /// When its oldest request was submitted.
+    pub oldest_submitted: Instant,
+    /// The earliest deadline among its requests, if any has one.
+    pub earliest_deadline: Option<Instant>,
+    /// Expected compute time if one more request joins (from warmup and recent batches).
+    pub expected_compute: Duration,
+}
+
+/// The closing decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Run the batch now.
+    Close(CloseReason),
+    /// Keep gathering until this instant at the latest, then ask again.
+    WaitUntil(Instant),
+}
+
+impl BatchPolicy {
+    /// Decides whether `batch` closes at `now`, and if not, until when it may wait.
+    ///
+    /// It closes when full, when the oldest request has waited `max_wait`, or when waiting any
+    /// longer would leave less than `expected_compute + deadline_reserve` before the earliest
+    /// deadline.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use densebatch::{BatchPolicy, CloseReason, Decision, OpenBatch};
+    /// let policy = BatchPolicy {
+    ///     max_batch_size: 8,
+    ///     max_wait: Duration::from_millis(2),
+    ///     deadline_reserve: Duration::ZERO,
+    /// };
+    /// let t0 = Instant::now();
+    /// let batch = OpenBatch {
+    ///     rows: 3,
+    ///     oldest_submitted: t0,
+    ///     earliest_deadline: Some(t0 + Duration::from_millis(1)),
+    ///     expected_compute: Duration::from_micros(600),
+    /// };
+    /// // Waiting past t0 + 400 µs would leave less than 600 µs of compute before the deadline.
+    /// assert_eq!(policy.decide(&batch, t0), Decision::WaitUntil(t0 + Duration::from_micros(400)));
+    /// let later = t0 + Duration::from_micros(400);
+    /// assert_eq!(policy.decide(&batch, later), Decision::Close(CloseReason::Deadline));
+    /// ```
+    pub fn decide(&self, batch: &OpenBatch, now: Instant) -> Decision {
+        if batch.rows >= self.max_batch_size {
+            return Decision::Close(CloseReason::Full);
+        }
+        let wait_limit = batch.oldest_submitted + self.max_wait;
+        let deadline_limit = batch.earliest_deadline.map(|d| {
+            let needed = batch.expected_compute + self.deadline_reserve;
+            d.checked_sub(needed).unwrap_or(d)
+        });
+        match deadline_limit {
+            Some(limit) if limit < wait_limit => {
+                if now >= limit {
+                    Decision::Close(CloseReason::Deadline)
+                } else {
+                    Decision::WaitUntil(limit)
+                }
+            }
+            _ => {
+                if now >= wait_limit {
+                    Decision::Close(CloseReason::Wait)
+                } else {
+                    Decision::WaitUntil(wait_limit)
+                }
+            }
+        }
+    }
+}
+
+/// Measured compute time per batch size, seeded by warmup and refreshed by every batch.
+#[derive(Debug, Clone)]
+pub(crate) struct ComputeProfile {
+    /// Nanoseconds for `i + 1` rows.
+    nanos: Vec<u64>,
+}
+
+impl ComputeProfile {
+    pub(crate) fn new(max_batch_size: usize) -> Self {
+        ComputeProfile {
+            nanos: vec![0; max_batch_size.max(1)],
+        }
+    }
+
+    /// Sets the time for `rows` rows (warmup).
+    pub(crate) fn set(&mut self, rows: usize, time: Duration) {
+        if let Some(slot) = self.nanos.get_mut(rows.max(1) - 1) {
+            *slot = duration_nanos(time);
+        }
+    }
+
+    /// Folds a new measurement in, weighting the past 7:1 so one slow batch does not swing it.
+    pub(crate) fn observe(&mut self, rows: usize, time: Duration) {
+        if let Some(slot) = self.nanos.get_mut(rows.max(1) - 1) {
+            let new = duration_nanos(time);
+            *slot = if *slot == 0 {
+                new
+            } else {
+                (*slot * 7 + new) / 8
+            };
+        }
+    }
+
+    /// Expected time for `rows` rows (clamped to the largest size known).
+    pub(crate) fn expected(&self, rows: usize) -> Duration {
+        let i = rows.clamp(1, self.nanos.len()) - 1;
+        Duration::from_nanos(self.nanos[i])
+    }
+}
+
+pub(crate) fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> BatchPolicy {
+        BatchPolicy {
+            max_batch_size: 4,
+            max_wait: Duration::from_millis(10),
+            deadline_reserve: Duration::from_millis(1),
+        }
+    }
+
+    fn batch(t0: Instant, rows: usize, deadline_ms: Option<u64>, compute_ms: u64) -> OpenBatch {
+        OpenBatch {
+            rows,
+            oldest_submitted: t0,
+            earliest_deadline: deadline_ms.map(|d| t0 + Duration::from_millis(d)),
+            expected_compute: Duration::from_millis(compute_ms),
+        }
+    }
+
+    #[test]
+    fn full_batch_closes_at_once() {
+        let t0 = Instant::now();
+        let d = policy().decide(&batch(t0, 4, None, 1), t0);
+        assert_eq!(d, Decision::Close(CloseReason::Full));
+        let d = policy().decide(&batch(t0, 5, Some(0), 1), t0);
+        assert_eq!(d, Decision::Close(CloseReason::Full));
+    }
+
+    #[test]
+    fn waits_until_max_wait_then_closes() {
+        let t0 = Instant::now();
+        let b = batch(t0, 1, None, 1);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            policy().decide(&b, t0 + ms(3)),
+            Decision::WaitUntil(t0 + ms(10))
+        );
+        assert_eq!(
+            policy().decide(&b, t0 + ms(10)),
+            Decision::Close(CloseReason::Wait)
+        );
+    }
+
+    #[test]
+    fn far_deadline_does_not_shorten_the_wait() {
+        let t0 = Instant::now();
+        let b = batch(t0, 2, Some(100), 5);
+        assert_eq!(
+            policy().decide(&b, t0),
+            Decision::WaitUntil(t0 + Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn near_deadline_closes_early_by_the_compute_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Deadline 8 ms, compute 3 ms, reserve 1 ms: close at 4 ms.
+        let b = batch(t0, 2, Some(8), 3);
+        assert_eq!(policy().decide(&b, t0), Decision::WaitUntil(t0 + ms(4)));
+        assert_eq!(
+            policy().decide(&b, t0 + ms(4)),
+            Decision::Close(CloseReason::Deadline)
+        );
+        // A deadline already closer than the compute time closes at once.
+        let b = batch(t0, 1, Some(1), 3);
+        assert_eq!(
+            policy().decide(&b, t0),
+            Decision::Close(CloseReason::Deadline)
+        );
+    }
+
+    #[test]
+    fn profile_clamps_sizes_and_smooths_updates() {
+        let mut p = ComputeProfile::new(3);
+        p.set(1, Duration::from_nanos(100));
+        p.set(3, Duration::from_nanos(300));
+        assert_eq!(p.expected(0), Duration::from_nanos(100));
+        assert_eq!(p.expected(9), Duration::from_nanos(300));
+        p.observe(3, Duration::from_nanos(1100));
+        assert_eq!(p.expected(3), Duration::from_nanos(400));
+        p.observe(2, Duration::from_nanos(50));
+        assert_eq!(p.expected(2), Duration::from_nanos(50));
+    }
+}

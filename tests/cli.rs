@@ -1,0 +1,384 @@
+//! The `infer` example binary on good and bad inputs: good runs write what the library computes,
+//! bad ones fail with one line naming the file, layer or argument, and a non-zero exit.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::TempDir;
+use densebatch::prelude::*;
+use densebatch::{read_npy_f32, write_npy_f32};
+use ndarray::{Array2, Ix2};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The example binary, built once (a no-op when `cargo test` has built the examples already).
+fn infer_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "infer"])
+            .current_dir(root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the infer example failed");
+        // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
+        let deps = std::env::current_exe().unwrap();
+        let target = deps.parent().unwrap().parent().unwrap().parent().unwrap();
+        let bin = target
+            .join("debug")
+            .join("examples")
+            .join(format!("infer{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+}
+
+fn infer(args: &[&str]) -> Output {
+    Command::new(infer_bin())
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a failed run: non-zero exit, one line on stderr starting with `error:` and containing
+/// every piece of `expected`, no panic or backtrace.
+fn assert_one_line_error(out: &Output, expected: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "exit 0; stderr: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    for piece in expected {
+        assert!(err.contains(piece), "`{piece}` missing from: {err}");
+    }
+    err
+}
+
+fn digits_x() -> Array2<f32> {
+    common::tensor_f32(&root().join("models/digits/test.safetensors"), "x")
+        .into_dimensionality::<Ix2>()
+        .unwrap()
+}
+
+fn digits_expected(x: &Array2<f32>) -> Array2<f32> {
+    let model = Model::load(root().join("models/digits/model.json")).unwrap();
+    model
+        .compile(&CompileOptions::default())
+        .unwrap()
+        .predict(x.view())
+        .unwrap()
+}
+
+fn read_npy2(path: &Path) -> Array2<f32> {
+    read_npy_f32(path).unwrap().into_dimensionality().unwrap()
+}
+
+#[test]
+fn default_run_classifies_the_digits_and_agrees_with_sklearn() {
+    let out = infer(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("accuracy     97.56 % (439/450 correct)"),
+        "{text}"
+    );
+    assert!(text.contains("agreement    450/450"), "{text}");
+    assert!(text.contains("batch time   p50"), "{text}");
+    assert!(
+        text.contains("allocated per batch: mean 0 B, max 0 B"),
+        "{text}"
+    );
+}
+
+#[test]
+fn npy_run_writes_the_library_outputs_whatever_batch_and_threads() {
+    let dir = TempDir::new("cli-npy");
+    let x = digits_x();
+    let input = dir.path("x.npy");
+    write_npy_f32(&input, x.view()).unwrap();
+    let expected = digits_expected(&x);
+    for (batch, threads) in [("1024", "2"), ("7", "1"), ("64", "2")] {
+        let output = dir.path(&format!("y-{batch}-{threads}.npy"));
+        let out = infer(&[
+            "run",
+            "models/digits",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--batch",
+            batch,
+            "--threads",
+            threads,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout(&out).contains("samples/s"), "{}", stdout(&out));
+        assert_eq!(
+            read_npy2(&output),
+            expected,
+            "batch {batch}, threads {threads}"
+        );
+    }
+}
+
+#[test]
+fn csv_and_safetensors_runs_match_the_library_bit_for_bit() {
+    let dir = TempDir::new("cli-kinds");
+    let x = digits_x();
+    let expected = digits_expected(&x);
+    let csv_in = dir.path("x.csv");
+    let mut text = (0..64)
+        .map(|i| format!("p{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n";
+    for row in x.outer_iter() {
+        text += &row
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        text += "\n";
+    }
+    std::fs::write(&csv_in, text).unwrap();
+    let csv_out = dir.path("y.csv");
+    let out = infer(&[
+        "run",
+        "models/digits/model.json",
+        "--input",
+        csv_in.to_str().unwrap(),
+        "--output",
+        csv_out.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<f32> = std::fs::read_to_string(&csv_out)
+        .unwrap()
+        .lines()
+        .flat_map(|l| {
+            l.split(',')
+                .map(|v| v.parse::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(got, expected.iter().copied().collect::<Vec<_>>());
+
+    // The bundled test file is read in place: tensor `x` of several.
+    let st_out = dir.path("y.safetensors");
+    let out = infer(&[
+        "run",
+        "models/digits",
+        "--input",
+        "models/digits/test.safetensors",
+        "--tensor",
+        "x",
+        "--output",
+        st_out.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let y = common::tensor_f32(&st_out, "y")
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    assert_eq!(y, expected);
+}
+
+#[test]
+fn float64_npy_is_converted() {
+    let dir = TempDir::new("cli-f64");
+    let x = digits_x();
+    let path = dir.path("x64.npy");
+    let mut bytes = densebatch::npy_header_bytes(x.shape());
+    let descr_at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+    bytes[descr_at..descr_at + 3].copy_from_slice(b"<f8");
+    bytes.extend(x.iter().flat_map(|v| (*v as f64).to_le_bytes()));
+    std::fs::write(&path, bytes).unwrap();
+    let output = dir.path("y.npy");
+    let out = infer(&[
+        "run",
+        "models/digits",
+        "--input",
+        path.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_npy2(&output), digits_expected(&x));
+}
+
+#[test]
+fn onnx_model_runs_and_inspect_reports() {
+    let out = infer(&[
+        "inspect",
+        "tests/fixtures/onnx/sklearn_mlp.onnx",
+        "--threads",
+        "3",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("parameters    577"), "{text}");
+    assert!(text.contains("FLOPs/sample  1080"), "{text}");
+    assert!(text.contains("threads       3"), "{text}");
+    assert!(text.contains("kernel"), "{text}");
+
+    let dir = TempDir::new("cli-import");
+    let out = infer(&[
+        "import",
+        "tests/fixtures/onnx/sklearn_mlp.onnx",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported = Model::load(dir.path("model.json")).unwrap();
+    let direct =
+        densebatch::import_onnx(root().join("tests/fixtures/onnx/sklearn_mlp.onnx")).unwrap();
+    assert_eq!(imported, direct);
+}
+
+#[test]
+fn malformed_npy_is_one_line_error() {
+    let dir = TempDir::new("cli-bad-npy");
+    let path = dir.path("bad.npy");
+    std::fs::write(&path, b"\x93NUMPX\x01\x00garbage").unwrap();
+    let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+    assert_one_line_error(&out, &["bad.npy", "magic"]);
+
+    // A header that promises more rows than the file holds.
+    let mut bytes = densebatch::npy_header_bytes(&[10, 64]);
+    bytes.extend(std::iter::repeat_n(0u8, 4 * 64 * 9));
+    std::fs::write(&path, bytes).unwrap();
+    let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+    assert_one_line_error(&out, &["bad.npy", "[10, 64]"]);
+
+    let mut bytes = densebatch::npy_header_bytes(&[2, 64]);
+    let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
+    bytes[at..at + 3].copy_from_slice(b"<i4");
+    bytes.extend(std::iter::repeat_n(0u8, 4 * 64 * 2));
+    std::fs::write(&path, bytes).unwrap();
+    let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+    assert_one_line_error(&out, &["bad.npy", "<i4", "not a floating-point type"]);
+}
+
+#[test]
+fn csv_with_wrong_column_count_is_one_line_error() {
+    let dir = TempDir::new("cli-bad-csv");
+    let path = dir.path("x.csv");
+    let row = vec!["0.5"; 64].join(",");
+    std::fs::write(
+        &path,
+        format!("{row}\n{row}\n{}\n", vec!["1"; 63].join(",")),
+    )
+    .unwrap();
+    let output = dir.path("y.csv");
+    let out = infer(&[
+        "run",
+        "models/digits",
+        "--input",
+        path.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--batch",
+        "2",
+    ]);
+    assert_one_line_error(&out, &["x.csv", "line 3", "63 columns", "expected 64"]);
+    assert!(!output.exists(), "a failed run leaves no partial output");
+
+    // A whole file of the wrong width names the model's width.
+    std::fs::write(&path, "1,2,3\n4,5,6\n").unwrap();
+    let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+    assert_one_line_error(&out, &["x.csv", "3 values", "takes 64"]);
+}
+
+#[test]
+fn missing_model_is_one_line_error() {
+    let out = infer(&[
+        "run",
+        "no/such/model.json",
+        "--input",
+        "models/digits/test.safetensors",
+    ]);
+    assert_one_line_error(&out, &["no/such/model.json"]);
+    let out = infer(&["inspect", "no/such.onnx"]);
+    assert_one_line_error(&out, &["no/such.onnx"]);
+}
+
+#[test]
+fn unsupported_onnx_op_is_one_line_error() {
+    let dir = TempDir::new("cli-onnx-op");
+    let out = infer(&[
+        "import",
+        "tests/fixtures/onnx/unsupported_op.onnx",
+        dir.0.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&out, &["unsupported_op.onnx", "node `leaky`", "LeakyRelu"]);
+}
+
+#[test]
+fn empty_inputs_are_one_line_errors() {
+    let dir = TempDir::new("cli-empty");
+    let npy = dir.path("empty.npy");
+    write_npy_f32(&npy, Array2::<f32>::zeros((0, 64)).view()).unwrap();
+    let out = infer(&["run", "models/digits", "--input", npy.to_str().unwrap()]);
+    assert_one_line_error(&out, &["empty.npy", "no rows"]);
+    let csv = dir.path("empty.csv");
+    std::fs::write(&csv, "").unwrap();
+    let out = infer(&["run", "models/digits", "--input", csv.to_str().unwrap()]);
+    assert_one_line_error(&out, &["empty.csv", "no rows"]);
+}
+
+#[test]
+fn non_finite_input_names_the_row() {
+    let dir = TempDir::new("cli-nan");
+    let mut x = digits_x();
+    x[[300, 5]] = f32::NAN;
+    let npy = dir.path("x.npy");
+    write_npy_f32(&npy, x.view()).unwrap();
+    let out = infer(&[
+        "run",
+        "models/digits",
+        "--input",
+        npy.to_str().unwrap(),
+        "--batch",
+        "128",
+    ]);
+    assert_one_line_error(&out, &["x.npy", "row 300, column 5"]);
+}

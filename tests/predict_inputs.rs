@@ -1,0 +1,231 @@
+//! Bad and unusual inputs to a compiled model: typed errors, never a panic or a silent wrong answer.
+
+mod common;
+
+use common::input;
+use densebatch::NonFiniteInput;
+use densebatch::prelude::*;
+use ndarray::{Array2, Array3, s};
+
+fn compiled(options: CompileOptions) -> (Model, CompiledModel) {
+    let model = Model::random(&[6, 9, 4], Activation::Relu, Activation::Softmax, 11);
+    let compiled = model.compile(&options).unwrap();
+    (model, compiled)
+}
+
+#[test]
+fn wrong_width_is_refused() {
+    let (_, m) = compiled(CompileOptions::default());
+    let err = m.predict(Array2::zeros((3, 5)).view()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InputWidth {
+                expected: 6,
+                got: 5
+            }
+        ),
+        "{err}"
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut ws = m.new_workspaces(2);
+    let err = predict_batch(
+        &m,
+        &pool,
+        &mut ws,
+        Array2::zeros((5000, 7)).view(),
+        Array2::zeros((5000, 4)).view_mut(),
+    );
+    assert!(matches!(
+        err,
+        Err(Error::InputWidth {
+            expected: 6,
+            got: 7
+        })
+    ));
+}
+
+#[test]
+fn wrong_output_shape_and_too_few_workspaces() {
+    let (_, m) = compiled(CompileOptions::default());
+    let mut ws = m.new_workspace();
+    let err = m.predict_into(
+        &mut ws,
+        Array2::zeros((3, 6)).view(),
+        Array2::zeros((3, 5)).view_mut(),
+    );
+    assert!(matches!(
+        err,
+        Err(Error::OutputShape {
+            expected: [3, 4],
+            got: [3, 5]
+        })
+    ));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut one = m.new_workspaces(1);
+    let x = Array2::zeros((100_000, 6));
+    let err = predict_batch(
+        &m,
+        &pool,
+        &mut one,
+        x.view(),
+        Array2::zeros((100_000, 4)).view_mut(),
+    );
+    assert!(
+        matches!(err, Err(Error::TooFewWorkspaces { needed: 2, got: 1 })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rank_other_than_one_or_two_is_refused() {
+    let (_, m) = compiled(CompileOptions::default());
+    let err = m
+        .predict_dyn(Array3::<f32>::zeros((2, 3, 6)).view().into_dyn())
+        .unwrap_err();
+    assert!(matches!(err, Error::InputRank { got: 3 }));
+    let one = m
+        .predict_dyn(ndarray::Array1::<f32>::zeros(6).view().into_dyn())
+        .unwrap();
+    assert_eq!(one.dim(), (1, 4));
+}
+
+#[test]
+fn empty_batch_gives_empty_output() {
+    let (_, m) = compiled(CompileOptions::default());
+    let y = m.predict(Array2::zeros((0, 6)).view()).unwrap();
+    assert_eq!(y.dim(), (0, 4));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut ws = m.new_workspaces(2);
+    predict_batch(
+        &m,
+        &pool,
+        &mut ws,
+        Array2::zeros((0, 6)).view(),
+        Array2::zeros((0, 4)).view_mut(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn non_finite_input_rejected_by_default_with_its_position() {
+    let (_, m) = compiled(CompileOptions {
+        parallel_min_flops: 1,
+        ..CompileOptions::default()
+    });
+    let mut x = input(300, 6, 1);
+    x[[250, 3]] = f32::NAN;
+    let err = m.predict(x.view()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NonFiniteInput {
+                row: 250,
+                col: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Through the pool the row still refers to the whole batch.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut ws = m.new_workspaces(2);
+    let err = predict_batch(
+        &m,
+        &pool,
+        &mut ws,
+        x.view(),
+        Array2::zeros((300, 4)).view_mut(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NonFiniteInput {
+                row: 250,
+                col: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    x[[250, 3]] = f32::NEG_INFINITY;
+    assert!(matches!(
+        m.predict(x.view()),
+        Err(Error::NonFiniteInput { row: 250, .. })
+    ));
+}
+
+#[test]
+fn non_finite_input_propagates_when_asked() {
+    let (_, m) = compiled(CompileOptions {
+        non_finite_input: NonFiniteInput::Propagate,
+        ..Default::default()
+    });
+    let mut x = input(3, 6, 2);
+    x[[1, 0]] = f32::NAN;
+    let y = m.predict(x.view()).unwrap();
+    assert!(y.row(1).iter().all(|v| v.is_nan()), "{y}");
+    assert!(
+        y.row(0)
+            .iter()
+            .chain(y.row(2).iter())
+            .all(|v| v.is_finite())
+    );
+}
+
+#[test]
+fn batches_larger_than_the_workspace_are_processed_in_blocks() {
+    let (model, m) = compiled(CompileOptions {
+        block_rows: Some(7),
+        ..Default::default()
+    });
+    assert_eq!(m.new_workspace().rows(), 7);
+    let x = input(100, 6, 3);
+    let y = m.predict(x.view()).unwrap();
+    assert_eq!(y, model.predict_reference(x.view()).unwrap());
+}
+
+#[test]
+fn strided_inputs_and_outputs_are_handled() {
+    let (model, m) = compiled(CompileOptions::default());
+    let wide = input(40, 12, 4);
+    let x = wide.slice(s![..;2, ..;2]); // every other row and column: not contiguous
+    let mut out = Array2::<f32>::from_elem((20, 8), f32::NAN);
+    let mut ws = m.new_workspace();
+    m.predict_into(&mut ws, x, out.slice_mut(s![.., ..;2]))
+        .unwrap();
+    let expected = model.predict_reference(x).unwrap();
+    assert_eq!(out.slice(s![.., ..;2]), expected);
+    assert!(
+        out.slice(s![.., 1..;2]).iter().all(|v| v.is_nan()),
+        "untouched columns stay untouched"
+    );
+}
+
+#[test]
+fn a_workspace_for_a_narrower_model_is_refused() {
+    let (_, m) = compiled(CompileOptions::default());
+    let small = Model::random(&[2, 3], Activation::Relu, Activation::Identity, 1)
+        .compile(&CompileOptions::default())
+        .unwrap();
+    let mut ws = small.new_workspace();
+    let err = m.predict_into(
+        &mut ws,
+        Array2::zeros((2, 6)).view(),
+        Array2::zeros((2, 4)).view_mut(),
+    );
+    assert!(matches!(err, Err(Error::WorkspaceTooSmall { .. })));
+}

@@ -1,0 +1,64 @@
+//! `predict_into` allocates nothing: checked with a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use densebatch::prelude::*;
+use ndarray::Array2;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn predict_into_does_not_allocate() {
+    for (widths, out_act) in [
+        (vec![784, 512, 512, 10], Activation::Softmax),
+        (vec![16, 32, 4], Activation::Identity),
+        (vec![300, 257, 129, 7], Activation::Sigmoid),
+    ] {
+        let model = Model::random(&widths, Activation::Relu, out_act, 1);
+        let compiled = model
+            .compile(&CompileOptions {
+                block_rows: Some(32),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut ws = compiled.new_workspace();
+        for batch in [1, 31, 32, 33, 200] {
+            let x = Array2::from_elem((batch, widths[0]), 0.25f32);
+            let mut y = Array2::zeros((batch, compiled.output_width()));
+            compiled
+                .predict_into(&mut ws, x.view(), y.view_mut())
+                .unwrap();
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            compiled
+                .predict_into(&mut ws, x.view(), y.view_mut())
+                .unwrap();
+            let after = ALLOCATIONS.load(Ordering::SeqCst);
+            assert_eq!(after - before, 0, "{widths:?} batch {batch} allocated");
+            assert!(y.iter().all(|v| v.is_finite()));
+        }
+    }
+}
