@@ -208,7 +208,7 @@ impl CompiledModel {
                 got: x.ncols(),
             });
         }
-        if self.non_finite_input == NonFiniteInput::Reject {
+        if self.non_finite_input == NonFiniteInput::Reject && !all_finite(x) {
             for (row, values) in x.outer_iter().enumerate() {
                 if let Some(col) = values.iter().position(|v| !v.is_finite()) {
                     return Err(Error::NonFiniteInput {
@@ -390,6 +390,24 @@ impl Predictor for CompiledModel {
         self.check_call(workspace, &x, &out)?;
         pool.install(|| self.run_block(workspace, x, out, threads));
         Ok(())
+    }
+}
+
+/// Whether every value is finite: a branch-free scan (it vectorises) for the common case; the
+/// caller locates the first bad value only when there is one.
+fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
+    fn scan(values: &[f32]) -> bool {
+        // Exponent bits all ones means NaN or infinity.
+        values
+            .iter()
+            .fold(0u32, |bad, v| bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000))
+            == 0
+    }
+    match x.as_slice() {
+        Some(values) => scan(values),
+        None => x
+            .outer_iter()
+            .all(|row| row.as_slice().map_or_else(|| row.iter().all(|v| v.is_finite()), scan)),
     }
 }
 
