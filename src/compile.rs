@@ -398,16 +398,16 @@ impl Predictor for CompiledModel {
 fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
     fn scan(values: &[f32]) -> bool {
         // Exponent bits all ones means NaN or infinity.
-        values
-            .iter()
-            .fold(0u32, |bad, v| bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000))
-            == 0
+        values.iter().fold(0u32, |bad, v| {
+            bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        }) == 0
     }
     match x.as_slice() {
         Some(values) => scan(values),
-        None => x
-            .outer_iter()
-            .all(|row| row.as_slice().map_or_else(|| row.iter().all(|v| v.is_finite()), scan)),
+        None => x.outer_iter().all(|row| {
+            row.as_slice()
+                .map_or_else(|| row.iter().all(|v| v.is_finite()), scan)
+        }),
     }
 }
 
