@@ -50,13 +50,14 @@ impl CpuLimits {
     }
 }
 
-/// How the process's threads are split. By default compute (the kernels) runs only on the rayon
-/// pool; each model's worker thread only gathers requests, copies rows and answers callers, and
-/// blocks while its batch runs on the pool. So at most `pool_threads` threads compute at once.
+/// How the process's threads are split. Batches large enough to fork run on the shared rayon
+/// pool; each model's worker thread gathers requests, copies rows, answers callers, and blocks
+/// while its batch runs on the pool.
 ///
-/// With `inline_small_batches`, a worker runs a batch too small to fork (one task) itself,
-/// saving two thread hand-offs per batch; then up to `pool_threads` + one per busy model compute
-/// at once, and the report says so.
+/// With `inline_small_batches` (the scheduler's default), a worker runs a batch too small to
+/// fork (one task) itself, saving two thread hand-offs per batch; then up to `pool_threads` + one
+/// per busy model compute at once, and the report says so. Without it, at most `pool_threads`
+/// threads compute at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThreadBudget {
     /// The limits found (or given).
