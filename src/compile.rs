@@ -6,7 +6,9 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::kernels::{KernelKind, PackedWeights, Rows, RowsMut};
 use crate::model::Model;
-use crate::predictor::Predictor;
+use rayon::ThreadPool;
+
+use crate::predictor::{Predictor, predict_row_split};
 use crate::workspace::Workspace;
 
 /// Work (in FLOPs) below which a batch runs inline rather than being forked over a pool.
@@ -14,8 +16,24 @@ use crate::workspace::Workspace;
 /// join over two threads costs a few microseconds, which is what this much work takes on one core.
 pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 400_000;
 
+/// Work (in FLOPs) of one layer below which it is not split by columns across threads (see
+/// [`CompileOptions::split_min_flops`]).
+pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 200_000;
+
+/// Batches of at most this many rows are split across threads by output columns, layer by
+/// layer; larger ones by rows.
+const SMALL_BATCH_ROWS: usize = 16;
+
 /// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2.
 const BLOCK_BYTES: usize = 512 * 1024;
+
+/// Weight bytes above which weights are streamed from DRAM (larger than a last-level cache
+/// share): blocks then get at least [`STREAMED_BLOCK_ROWS`] rows, so that each weight byte
+/// fetched serves enough FLOPs, even though the activations spill from L2 to L3.
+const STREAMED_WEIGHT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Rows per block when weights are streamed from DRAM.
+const STREAMED_BLOCK_ROWS: usize = 256;
 
 /// What to do with NaN or infinite inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +58,8 @@ pub struct CompileOptions {
     pub non_finite_input: NonFiniteInput,
     /// Work per task below which `predict_batch_into` does not fork.
     pub parallel_min_flops: u64,
+    /// Work of one layer below which a small batch does not split it by columns.
+    pub split_min_flops: u64,
 }
 
 impl Default for CompileOptions {
@@ -49,6 +69,7 @@ impl Default for CompileOptions {
             block_rows: None,
             non_finite_input: NonFiniteInput::Reject,
             parallel_min_flops: DEFAULT_PARALLEL_MIN_FLOPS,
+            split_min_flops: DEFAULT_SPLIT_MIN_FLOPS,
         }
     }
 }
@@ -84,6 +105,7 @@ pub struct CompiledModel {
     block_rows: usize,
     non_finite_input: NonFiniteInput,
     parallel_min_rows: usize,
+    split_min_flops: u64,
     flops_per_sample: u64,
 }
 
@@ -107,9 +129,15 @@ impl Model {
             .chain([spec.input_width])
             .max()
             .unwrap_or(1);
+        let weight_bytes: usize = self.layers().iter().map(|l| 4 * l.weight.len()).sum();
+        let l2_rows = (BLOCK_BYTES / (8 * max_width)).clamp(16, 256);
         let block_rows = options
             .block_rows
-            .unwrap_or((BLOCK_BYTES / (8 * max_width)).clamp(16, 256))
+            .unwrap_or(if weight_bytes > STREAMED_WEIGHT_BYTES {
+                l2_rows.max(STREAMED_BLOCK_ROWS)
+            } else {
+                l2_rows
+            })
             .max(1);
         let layers = spec
             .layers
@@ -138,6 +166,7 @@ impl Model {
                 .parallel_min_flops
                 .div_ceil(flops_per_sample.max(1))
                 .max(1) as usize,
+            split_min_flops: options.split_min_flops,
             flops_per_sample,
         })
     }
@@ -179,7 +208,7 @@ impl CompiledModel {
                 got: x.ncols(),
             });
         }
-        if self.non_finite_input == NonFiniteInput::Reject {
+        if self.non_finite_input == NonFiniteInput::Reject && !all_finite(x) {
             for (row, values) in x.outer_iter().enumerate() {
                 if let Some(col) = values.iter().position(|v| !v.is_finite()) {
                     return Err(Error::NonFiniteInput {
@@ -193,12 +222,54 @@ impl CompiledModel {
         Ok(())
     }
 
-    /// Runs one block of at most `block_rows` rows through every layer.
+    /// Checks a call's operands: input width and values, output shape, workspace size.
+    fn check_call(
+        &self,
+        workspace: &Workspace,
+        x: &ArrayView2<'_, f32>,
+        out: &ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        self.check_input(x)?;
+        let rows = x.nrows();
+        if out.dim() != (rows, self.output_width()) {
+            return Err(Error::OutputShape {
+                expected: [rows, self.output_width()],
+                got: [out.nrows(), out.ncols()],
+            });
+        }
+        if workspace.width < self.max_width || workspace.rows == 0 {
+            return Err(Error::WorkspaceTooSmall {
+                needed: self.max_width,
+                got: workspace.width * workspace.rows,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
+    /// `threads` are available: enough work per thread to pay for a join, never a row-wise
+    /// activation (softmax needs whole rows), at most one part per panel.
+    fn column_parts(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
+        if threads <= 1 || layer.activation.is_row_wise() {
+            return 1;
+        }
+        let (k, n) = (layer.weights.k() as u64, layer.weights.n() as u64);
+        let flops = 2 * rows as u64 * k.max(1) * n;
+        let panels = layer.weights.n().div_ceil(layer.weights.nr());
+        ((flops / self.split_min_flops.max(1)) as usize)
+            .min(threads)
+            .min(panels)
+            .max(1)
+    }
+
+    /// Runs one block of at most `block_rows` rows through every layer; with `threads > 1`
+    /// (called inside the pool) each large enough layer is split by output columns.
     fn run_block(
         &self,
         ws: &mut Workspace,
         x: ArrayView2<'_, f32>,
         mut out: ArrayViewMut2<'_, f32>,
+        threads: usize,
     ) {
         let rows = x.nrows();
         let width = ws.width;
@@ -231,8 +302,8 @@ impl CompiledModel {
             } else {
                 RowsMut::new(dst, rows, n, width)
             };
-            self.kernel
-                .dense(src, &layer.weights, &layer.bias, layer.activation, dst);
+            let parts = self.column_parts(layer, rows, threads);
+            dense_split(self.kernel, src, layer, 0, dst, parts);
         }
         let src_is_front = last.is_multiple_of(2);
         if !direct_out {
@@ -278,29 +349,90 @@ impl Predictor for CompiledModel {
         x: ArrayView2<'_, f32>,
         mut out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
-        self.check_input(&x)?;
+        self.check_call(workspace, &x, &out)?;
         let rows = x.nrows();
-        if out.dim() != (rows, self.output_width()) {
-            return Err(Error::OutputShape {
-                expected: [rows, self.output_width()],
-                got: [out.nrows(), out.ncols()],
-            });
-        }
-        if workspace.width < self.max_width || workspace.rows == 0 {
-            return Err(Error::WorkspaceTooSmall {
-                needed: self.max_width,
-                got: workspace.width * workspace.rows,
-            });
-        }
         let block = workspace.rows;
         let mut start = 0;
         while start < rows {
             let len = block.min(rows - start);
             let xb = x.slice_axis(Axis(0), (start..start + len).into());
             let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
-            self.run_block(workspace, xb, ob);
+            self.run_block(workspace, xb, ob, 1);
             start += len;
         }
         Ok(())
     }
+
+    /// Small batches (at most [`SMALL_BATCH_ROWS`] rows, one block) run layer by layer with each
+    /// layer's output columns split over the pool, so every thread streams a disjoint part of
+    /// the weights; larger batches are split by rows ([`Predictor::predict_batch_into`]'s
+    /// default). Either way each output is the same FMA chain, so the bits do not change.
+    fn predict_batch_into(
+        &self,
+        pool: &ThreadPool,
+        workspaces: &mut [Workspace],
+        x: ArrayView2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
+    ) -> Result<()> {
+        let rows = x.nrows();
+        let threads = pool.current_num_threads();
+        let small = rows <= SMALL_BATCH_ROWS.min(self.block_rows);
+        let worth_splitting = self
+            .layers
+            .iter()
+            .any(|l| self.column_parts(l, rows, threads) > 1);
+        if !(small && worth_splitting) {
+            return predict_row_split(self, pool, workspaces, x, out);
+        }
+        let Some(workspace) = workspaces.first_mut() else {
+            return Err(Error::TooFewWorkspaces { needed: 1, got: 0 });
+        };
+        self.check_call(workspace, &x, &out)?;
+        pool.install(|| self.run_block(workspace, x, out, threads));
+        Ok(())
+    }
+}
+
+/// Whether every value is finite: a branch-free scan (it vectorises) for the common case; the
+/// caller locates the first bad value only when there is one.
+fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
+    fn scan(values: &[f32]) -> bool {
+        // Exponent bits all ones means NaN or infinity.
+        values.iter().fold(0u32, |bad, v| {
+            bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        }) == 0
+    }
+    match x.as_slice() {
+        Some(values) => scan(values),
+        None => x.outer_iter().all(|row| {
+            row.as_slice()
+                .map_or_else(|| row.iter().all(|v| v.is_finite()), scan)
+        }),
+    }
+}
+
+/// One layer with its output columns `col0..` split into `parts` ranges on panel boundaries,
+/// run in parallel with `rayon::join` (jobs on the stack: no allocation). Each part writes a
+/// disjoint column range of the same rows.
+fn dense_split(
+    kernel: KernelKind,
+    x: Rows<'_>,
+    layer: &CompiledLayer,
+    col0: usize,
+    out: RowsMut<'_>,
+    parts: usize,
+) {
+    let nr = layer.weights.nr();
+    let panels = out.cols().div_ceil(nr);
+    if parts <= 1 || panels < 2 {
+        kernel.dense_columns(x, &layer.weights, col0, &layer.bias, layer.activation, out);
+        return;
+    }
+    let left_parts = parts / 2;
+    let at = (panels * left_parts / parts).max(1) * nr;
+    let (left, right) = out.split_columns(at);
+    rayon::join(
+        || dense_split(kernel, x, layer, col0, left, left_parts),
+        || dense_split(kernel, x, layer, col0 + at, right, parts - left_parts),
+    );
 }

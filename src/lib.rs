@@ -53,7 +53,10 @@ mod workspace;
 
 pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
-pub use compile::{CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, NonFiniteInput};
+pub use compile::{
+    CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, DEFAULT_SPLIT_MIN_FLOPS,
+    NonFiniteInput,
+};
 pub use error::{Error, Origin, Result};
 pub use kernels::KernelKind;
 pub use kernels::reference::dense_reference;

@@ -98,31 +98,44 @@ pub trait Predictor: Send + Sync + fmt::Debug {
         x: ArrayView2<'_, f32>,
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
-        let rows = x.nrows();
-        let tasks = (rows / self.parallel_min_rows().max(1)).clamp(1, pool.current_num_threads());
-        if workspaces.len() < tasks.max(1) {
-            return Err(Error::TooFewWorkspaces {
-                needed: tasks,
-                got: workspaces.len(),
-            });
-        }
-        if tasks == 1 {
-            return self.predict_into(&mut workspaces[0], x, out);
-        }
-        if x.ncols() != self.input_width() {
-            return Err(Error::InputWidth {
-                expected: self.input_width(),
-                got: x.ncols(),
-            });
-        }
-        if out.dim() != (rows, self.output_width()) {
-            return Err(Error::OutputShape {
-                expected: [rows, self.output_width()],
-                got: [out.nrows(), out.ncols()],
-            });
-        }
-        pool.install(|| fork(self, &mut workspaces[..tasks], x, out, 0))
+        predict_row_split(self, pool, workspaces, x, out)
     }
+}
+
+/// The row split behind [`Predictor::predict_batch_into`]: contiguous blocks of rows, one per
+/// task, each carried through all layers by one thread with its own workspace; inline below
+/// [`Predictor::parallel_min_rows`] rows per task.
+pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
+    model: &P,
+    pool: &ThreadPool,
+    workspaces: &mut [Workspace],
+    x: ArrayView2<'_, f32>,
+    out: ArrayViewMut2<'_, f32>,
+) -> Result<()> {
+    let rows = x.nrows();
+    let tasks = (rows / model.parallel_min_rows().max(1)).clamp(1, pool.current_num_threads());
+    if workspaces.len() < tasks.max(1) {
+        return Err(Error::TooFewWorkspaces {
+            needed: tasks,
+            got: workspaces.len(),
+        });
+    }
+    if tasks == 1 {
+        return model.predict_into(&mut workspaces[0], x, out);
+    }
+    if x.ncols() != model.input_width() {
+        return Err(Error::InputWidth {
+            expected: model.input_width(),
+            got: x.ncols(),
+        });
+    }
+    if out.dim() != (rows, model.output_width()) {
+        return Err(Error::OutputShape {
+            expected: [rows, model.output_width()],
+            got: [out.nrows(), out.ncols()],
+        });
+    }
+    pool.install(|| fork(model, &mut workspaces[..tasks], x, out, 0))
 }
 
 /// Splits rows and workspaces in halves recursively with `rayon::join`, which keeps its jobs on

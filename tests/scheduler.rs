@@ -390,9 +390,22 @@ fn bad_requests_are_refused_alone_and_never_poison_a_batch() {
 
 #[test]
 fn outputs_are_bit_identical_to_direct_predict_batch() {
+    bit_identical(false);
+}
+
+#[test]
+fn outputs_are_bit_identical_with_small_batches_inline() {
+    bit_identical(true);
+}
+
+fn bit_identical(inline: bool) {
     let model = Model::random(&[24, 64, 32, 10], Activation::Relu, Activation::Softmax, 9);
     let compiled = Arc::new(model.compile(&CompileOptions::default()).unwrap());
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
+    let config = SchedulerConfig::default()
+        .cpus(2)
+        .inline_small_batches(inline);
+    let scheduler = Scheduler::new(config).unwrap();
+    assert_eq!(scheduler.budget().inline_small_batches, inline);
     let config = ModelConfig::default()
         .max_batch_size(16)
         .max_wait(Duration::from_micros(300));
@@ -539,7 +552,9 @@ fn registry_loads_lists_and_unloads() {
     ));
     assert_eq!(scheduler.models().len(), 1);
     // Warmup measured every batch size.
-    assert_eq!(scheduler.metrics().model("b").unwrap().warmup.len(), 2);
+    let snapshot = scheduler.metrics();
+    let warmup = &snapshot.model("b").unwrap().warmup;
+    assert_eq!(warmup.iter().map(|w| w.0).collect::<Vec<_>>(), [1, 2]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The conformance suite every kernel runs against the reference path: awkward shapes
 //! (0, 1, tile ± 1, primes, large), every activation, and results compared bit for bit.
-//! Adding a kernel means adding one line to the `conformance!` list below.
+//! Adding a kernel means adding one line to the `conformance!` list below. Each check also runs
+//! the layer split by columns (as two threads would), which must give the same bits.
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
@@ -17,53 +18,103 @@ fn data(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     })
 }
 
-/// Runs `kernel` over `x[m,k] · w[k,n]` and asserts bit equality with the reference.
-pub(crate) fn check(kernel: KernelKind, m: usize, k: usize, n: usize, act: Activation, seed: u64) {
+/// A kernel under test: a [`KernelKind`], or an instantiation that exists only for testing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Candidate {
+    Kind(KernelKind),
+    /// The AVX-512 kernel's source and panel width compiled for AVX2.
+    #[cfg(target_arch = "x86_64")]
+    Avx2FmaWide,
+}
+
+impl Candidate {
+    fn supported(self) -> bool {
+        match self {
+            Candidate::Kind(kind) => kind.is_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx2FmaWide => KernelKind::Avx2Fma.is_supported(),
+        }
+    }
+
+    fn panel_width(self) -> usize {
+        match self {
+            Candidate::Kind(kind) => kind.panel_width(),
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx2FmaWide => 32,
+        }
+    }
+
+    fn run(
+        self,
+        x: Rows<'_>,
+        w: &PackedWeights,
+        col0: usize,
+        bias: &[f32],
+        act: Activation,
+        out: RowsMut<'_>,
+    ) {
+        match self {
+            Candidate::Kind(kind) => kind.dense_columns(x, w, col0, bias, act, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `check` runs only supported candidates, and this one needs AVX2 + FMA.
+            Candidate::Avx2FmaWide => unsafe {
+                super::x86::dense_avx2_fma_wide(x, w, col0, bias, act, out, 128)
+            },
+        }
+    }
+}
+
+/// Runs `kernel` over `x[m,k] · w[k,n]`, whole and split by columns at a panel boundary, and
+/// asserts bit equality with the reference.
+pub(crate) fn check(kernel: Candidate, m: usize, k: usize, n: usize, act: Activation, seed: u64) {
     check_input(kernel, data(m, k, seed), n, act, seed);
 }
 
 /// As [`check`] with a given input; NaN outputs must be NaN in both.
-pub(crate) fn check_input(
-    kernel: KernelKind,
-    x: Array2<f32>,
-    n: usize,
-    act: Activation,
-    seed: u64,
-) {
-    if !kernel.is_supported() {
+pub(crate) fn check_input(kernel: Candidate, x: Array2<f32>, n: usize, act: Activation, seed: u64) {
+    if !kernel.supported() {
         return;
     }
     let (m, k) = x.dim();
     let w = data(k, n, seed + 1);
     let b = Array1::from_iter((0..n).map(|j| j as f32 * 0.01 - 0.3));
     let expected = dense_reference(x.view(), w.view(), Some(b.view()), act);
-    let packed = PackedWeights::pack(w.view(), kernel.panel_width());
+    let nr = kernel.panel_width();
+    let packed = PackedWeights::pack(w.view(), nr);
     // Rows with a stride wider than k, and an output with a stride wider than n, as in a workspace.
     let (xs, os) = (k + 3, n + 5);
     let mut xbuf = vec![f32::NAN; m * xs];
     for r in 0..m {
         xbuf[r * xs..r * xs + k].copy_from_slice(x.row(r).as_slice().unwrap());
     }
-    let mut obuf = vec![f32::NAN; m * os];
-    kernel.dense(
-        Rows::new(&xbuf, m, k, xs),
-        &packed,
-        b.as_slice().unwrap(),
-        act,
-        RowsMut::new(&mut obuf, m, n, os),
-    );
-    for r in 0..m {
-        for c in 0..n {
-            let (got, want) = (obuf[r * os + c], expected[[r, c]]);
-            assert!(
-                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                "{kernel:?} m={m} k={k} n={n} {act:?}: [{r},{c}] = {got}, reference {want}"
-            );
+    let xrows = Rows::new(&xbuf, m, k, xs);
+    let bias = b.as_slice().unwrap();
+    let mut splits = vec![n];
+    if !act.is_row_wise() && n > nr {
+        splits.push(n.div_ceil(nr) / 2 * nr);
+    }
+    for split in splits {
+        let mut obuf = vec![f32::NAN; m * os];
+        let (left, right) = RowsMut::new(&mut obuf, m, n, os).split_columns(split);
+        kernel.run(xrows, &packed, 0, bias, act, left);
+        if split < n {
+            kernel.run(xrows, &packed, split, bias, act, right);
+        }
+        for r in 0..m {
+            for c in 0..n {
+                let (got, want) = (obuf[r * os + c], expected[[r, c]]);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{kernel:?} m={m} k={k} n={n} {act:?} split={split}: [{r},{c}] = {got}, reference {want}"
+                );
+            }
         }
     }
 }
 
-const AWKWARD: &[usize] = &[0, 1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 47, 48, 49, 97];
+const AWKWARD: &[usize] = &[
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 15, 16, 17, 31, 32, 33, 47, 48, 49, 97,
+];
 
 macro_rules! conformance {
     ($($name:ident => $kernel:expr),* $(,)?) => {$(
@@ -101,6 +152,10 @@ macro_rules! conformance {
             fn large_shapes() {
                 check($kernel, 67, 1031, 263, Activation::Relu, 9);
                 check($kernel, 13, 4099, 33, Activation::Softmax, 11);
+                // Several K-blocks and every small-row tile shape.
+                for m in 1..=8 {
+                    check($kernel, m, 777, 97, Activation::Gelu, 13 + m as u64);
+                }
             }
 
             proptest! {
@@ -116,6 +171,12 @@ macro_rules! conformance {
 }
 
 conformance! {
-    portable => KernelKind::Portable,
-    avx2_fma => KernelKind::Avx2Fma,
+    portable => Candidate::Kind(KernelKind::Portable),
+    avx2_fma => Candidate::Kind(KernelKind::Avx2Fma),
+    avx512 => Candidate::Kind(KernelKind::Avx512),
+}
+
+#[cfg(target_arch = "x86_64")]
+conformance! {
+    avx2_fma_wide => Candidate::Avx2FmaWide,
 }

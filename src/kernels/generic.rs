@@ -1,80 +1,331 @@
-//! A register-tiled kernel written once in plain Rust and compiled several times, each time with
-//! different target features (see `super::x86`). It honours the reference arithmetic exactly: each
-//! output keeps one accumulator, seeded with the bias and updated by `mul_add` in `k` order.
+//! The dense-layer kernel, written once in plain Rust and compiled several times, each time with
+//! different target features and panel widths (see `super::x86`). Its register tile is a
+//! `[[[f32; NR]; NP]; MR]` array whose innermost loop LLVM turns into one vector FMA per SIMD
+//! register: with `NR = 16` under AVX2 that is 2 ymm per panel row, with `NR = 32` under AVX-512
+//! 2 zmm. Writing it once, rather than in intrinsics per instruction set, means the code an AVX-512
+//! machine runs is the very code the conformance suite runs here on AVX2 (`super::conformance`
+//! instantiates `NR = 32` under AVX2 too).
+//!
+//! It honours the reference arithmetic exactly: each output keeps one accumulator, seeded with
+//! the bias and updated by `mul_add` in `k` order. K-blocking keeps that order: a pass over
+//! `k0..k1` leaves the running sums in the output, and the next pass reloads them and carries
+//! on (an `f32` store and reload is exact). The activation runs once, after the last pass.
 
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use crate::Activation;
 
-/// `out = act(x · W + b)` for a block of rows, `W` packed in `NR`-wide panels.
+/// Most rows one register tile covers.
+const MR_MAX: usize = 6;
+
+/// `out = act(x · W + b)` for output columns `col0 .. col0 + out.cols()` of a block of rows, `W`
+/// packed in `NR`-wide panels. `col0` must be a multiple of `NR`; `bias` is the whole layer's.
+/// A row-wise activation (softmax) needs the call to cover every column.
+///
+/// `kc` is the reduction length per pass (K-blocking): one pass keeps a `kc × NR` slice of a
+/// panel in L1 while every row tile of the block uses it, so each weight is read from memory
+/// once per call whatever the number of rows.
 #[inline(always)]
-pub(super) fn dense_tiled<const MR: usize, const NR: usize>(
+pub(super) fn dense_tiled<L: Lanes, const NR: usize, const NV: usize>(
     x: Rows<'_>,
     w: &PackedWeights,
+    col0: usize,
     bias: &[f32],
     activation: Activation,
     mut out: RowsMut<'_>,
+    kc: usize,
 ) {
     debug_assert_eq!(w.nr(), NR);
-    let (m, k, n) = (x.rows(), w.k(), w.n());
-    for p in 0..w.panels() {
-        let panel = w.panel(p);
-        let c0 = p * NR;
-        let cols = NR.min(n - c0);
-        let mut seed = [0.0f32; NR];
-        seed[..cols].copy_from_slice(&bias[c0..c0 + cols]);
-        let mut r = 0;
-        while r + MR <= m {
-            let acc = tile::<MR, NR>(&x, r, k, panel, &seed);
-            store(&acc, &mut out, r, c0, cols, activation);
-            r += MR;
-        }
-        while r < m {
-            let acc = tile::<1, NR>(&x, r, k, panel, &seed);
-            store(&acc, &mut out, r, c0, cols, activation);
-            r += 1;
+    debug_assert_eq!(col0 % NR, 0);
+    let (m, k) = (x.rows(), w.k());
+    let layer = Layer {
+        x,
+        w,
+        bias,
+        col0,
+        activation,
+        panels: out.cols().div_ceil(NR),
+    };
+    if m > 0 {
+        let kc = kc.max(1);
+        let mut k0 = 0;
+        loop {
+            let k1 = k.min(k0 + kc);
+            let pass = Pass {
+                k0,
+                k1,
+                first: k0 == 0,
+                last: k1 == k,
+            };
+            layer.pass::<L, NR, NV>(&pass, &mut out);
+            if pass.last {
+                break;
+            }
+            k0 = k1;
         }
     }
     if activation.is_row_wise() {
+        assert!(
+            col0 == 0 && out.cols() == w.n(),
+            "row-wise activation on a column split"
+        );
         for r in 0..m {
             activation.apply_row(out.row_mut(r));
         }
     }
 }
 
-#[inline(always)]
-fn tile<const MR: usize, const NR: usize>(
-    x: &Rows<'_>,
-    r0: usize,
-    k: usize,
-    panel: &[f32],
-    seed: &[f32; NR],
-) -> [[f32; NR]; MR] {
-    let mut acc = [*seed; MR];
-    let xs: [&[f32]; MR] = std::array::from_fn(|i| &x.row(r0 + i)[..k]);
-    for (kk, wk) in panel.chunks_exact(NR).take(k).enumerate() {
-        for i in 0..MR {
-            let xv = xs[i][kk];
-            for j in 0..NR {
-                acc[i][j] = xv.mul_add(wk[j], acc[i][j]);
+/// One call's operands.
+struct Layer<'a, 'b> {
+    x: Rows<'a>,
+    w: &'b PackedWeights,
+    bias: &'b [f32],
+    col0: usize,
+    activation: Activation,
+    /// Panels this call computes (starting at panel `col0 / NR`).
+    panels: usize,
+}
+
+/// One K-block: reduction indices `k0..k1`.
+struct Pass {
+    k0: usize,
+    k1: usize,
+    /// Seed the accumulators with the bias (else reload the running sums from the output).
+    first: bool,
+    /// Apply the element-wise activation when storing.
+    last: bool,
+}
+
+impl Layer<'_, '_> {
+    #[inline(always)]
+    fn pass<L: Lanes, const NR: usize, const NV: usize>(&self, pass: &Pass, out: &mut RowsMut<'_>) {
+        let m = self.x.rows();
+        // Few rows: one tile over all of them, several panels at once so that there are enough
+        // independent accumulators (FMA latency × FMA pipes) to keep the pipes busy.
+        match m {
+            1 => return self.panel_groups::<L, 1, NR, 4, NV>(0, pass, out),
+            2 => return self.panel_groups::<L, 2, NR, 2, NV>(0, pass, out),
+            3 => return self.panel_groups::<L, 3, NR, 2, NV>(0, pass, out),
+            _ => {}
+        }
+        // Many rows: panel by panel, every row tile reusing the panel slice from L1. Tiles are
+        // balanced (7 rows = 4 + 3, not 6 + 1) so that none is starved of accumulators.
+        let tiles = m.div_ceil(MR_MAX);
+        let (base, extra) = (m / tiles, m % tiles);
+        for p in 0..self.panels {
+            let mut r = 0;
+            for t in 0..tiles {
+                let rows = base + usize::from(t < extra);
+                match rows {
+                    6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out),
+                    5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out),
+                    4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out),
+                    3 => self.tile::<L, 3, NR, 1, NV>(r, p, pass, out),
+                    2 => self.tile::<L, 2, NR, 1, NV>(r, p, pass, out),
+                    _ => self.tile::<L, 1, NR, 1, NV>(r, p, pass, out),
+                }
+                r += rows;
             }
         }
     }
-    acc
+
+    /// Rows `r0..r0 + MR` against every panel, `NP` panels per tile.
+    #[inline(always)]
+    fn panel_groups<
+        L: Lanes,
+        const MR: usize,
+        const NR: usize,
+        const NP: usize,
+        const NV: usize,
+    >(
+        &self,
+        r0: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+    ) {
+        let mut p = 0;
+        while p + NP <= self.panels {
+            self.tile::<L, MR, NR, NP, NV>(r0, p, pass, out);
+            p += NP;
+        }
+        while p < self.panels {
+            self.tile::<L, MR, NR, 1, NV>(r0, p, pass, out);
+            p += 1;
+        }
+    }
+
+    /// The microkernel: rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1`,
+    /// accumulated in registers, with bias seeding and activation in the epilogue.
+    #[inline(always)]
+    fn tile<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
+        &self,
+        r0: usize,
+        p0: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+    ) {
+        let n_local = out.cols();
+        let first_panel = self.col0 / NR + p0;
+        // Valid columns of each panel of the tile (the last panel of a layer may be narrower).
+        let widths: [usize; NP] =
+            std::array::from_fn(|p| NR.min(n_local.saturating_sub((p0 + p) * NR)));
+        let mut acc = [[[0.0f32; NR]; NP]; MR];
+        for (i, row_acc) in acc.iter_mut().enumerate() {
+            for (p, a) in row_acc.iter_mut().enumerate() {
+                let c = (p0 + p) * NR;
+                let width = widths[p];
+                let src = if pass.first {
+                    &self.bias[self.col0 + c..]
+                } else {
+                    &out.row(r0 + i)[c..]
+                };
+                copy_prefix(&mut a[..width], &src[..width]);
+            }
+        }
+
+        let kc = pass.k1 - pass.k0;
+        let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k0 + kc]);
+        let ws: [&[f32]; NP] = std::array::from_fn(|p| {
+            &self.w.panel(first_panel + p)[pass.k0 * NR..(pass.k0 + kc) * NR]
+        });
+        micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, &mut acc);
+
+        for (i, row_acc) in acc.iter_mut().enumerate() {
+            let dst = out.row_mut(r0 + i);
+            for (p, a) in row_acc.iter_mut().enumerate() {
+                let c = (p0 + p) * NR;
+                let width = widths[p];
+                if pass.last {
+                    epilogue(self.activation, a);
+                }
+                copy_prefix(&mut dst[c..c + width], &a[..width]);
+            }
+        }
+    }
 }
 
-#[inline(always)]
-fn store<const MR: usize, const NR: usize>(
-    acc: &[[f32; NR]; MR],
-    out: &mut RowsMut<'_>,
-    r0: usize,
-    c0: usize,
-    cols: usize,
-    activation: Activation,
-) {
-    for (i, row) in acc.iter().enumerate() {
-        let dst = &mut out.row_mut(r0 + i)[c0..c0 + cols];
-        dst.copy_from_slice(&row[..cols]);
-        activation.apply_elementwise(dst);
+/// A SIMD register of `f32` lanes: the one thing that differs between the instruction sets.
+/// Implementations are thin wrappers of one instruction each (see `super::x86`); the kernel above
+/// is written once against this trait.
+pub(super) trait Lanes {
+    /// Floats per register.
+    const N: usize;
+    /// The register type.
+    type V: Copy;
+    /// # Safety
+    /// The CPU must support the instruction set of the implementation.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// # Safety
+    /// As `splat`, and `p` must be valid for reading `N` floats (no alignment needed).
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// # Safety
+    /// As `splat`, and `p` must be valid for writing `N` floats (no alignment needed).
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `a * b + c` per lane, rounded once (IEEE 754 fusedMultiplyAdd, like `f32::mul_add`).
+    ///
+    /// # Safety
+    /// As `splat`.
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+}
+
+/// Plain Rust lanes for the portable kernel: `f32::mul_add` per element.
+#[derive(Debug)]
+pub(super) struct Portable8;
+
+impl Lanes for Portable8 {
+    const N: usize = 8;
+    type V = [f32; 8];
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> [f32; 8] {
+        [x; 8]
     }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> [f32; 8] {
+        // SAFETY: the caller guarantees 8 readable floats; `[f32; 8]` has `f32`'s alignment.
+        unsafe { *p.cast::<[f32; 8]>() }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: [f32; 8]) {
+        // SAFETY: the caller guarantees 8 writable floats; `[f32; 8]` has `f32`'s alignment.
+        unsafe { *p.cast::<[f32; 8]>() = v }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|j| a[j].mul_add(b[j], c[j]))
+    }
+}
+
+/// `acc[i][p][j] = fma(xs[i][kk], ws[p][kk * NR + j], acc[i][p][j])` for `kk` in `0..kc`, in
+/// order, with `NR = NV * L::N` and the accumulators held in `MR * NP * NV` registers.
+#[inline(always)]
+fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
+    kc: usize,
+    xs: &[&[f32]; MR],
+    ws: &[&[f32]; NP],
+    acc: &mut [[[f32; NR]; NP]; MR],
+) {
+    assert_eq!(NV * L::N, NR);
+    for x in xs {
+        assert!(x.len() >= kc);
+    }
+    for w in ws {
+        assert!(w.len() >= kc * NR);
+    }
+    let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
+    let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
+    // SAFETY: the kernel entry points (`super::x86`, `KernelKind::dense_columns`) run this only
+    // on CPUs with `L`'s instruction set. All pointers stay in bounds: `acc` rows hold
+    // `NR = NV * N` floats, and for `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]`
+    // `kc` rows of `NR` floats (asserted above). Unchecked reads keep bounds checks (a compare
+    // and branch per row per step) out of the innermost loop.
+    unsafe {
+        let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
+            std::array::from_fn(|p| {
+                std::array::from_fn(|v| L::load(acc[i][p][v * L::N..].as_ptr()))
+            })
+        });
+        for kk in 0..kc {
+            let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
+                std::array::from_fn(|v| L::load(wp[p].add(kk * NR + v * L::N)))
+            });
+            for i in 0..MR {
+                let xv = L::splat(*xp[i].add(kk));
+                for p in 0..NP {
+                    for v in 0..NV {
+                        a[i][p][v] = L::fma(xv, wv[p][v], a[i][p][v]);
+                    }
+                }
+            }
+        }
+        for i in 0..MR {
+            for p in 0..NP {
+                for v in 0..NV {
+                    L::store(acc[i][p][v * L::N..].as_mut_ptr(), a[i][p][v]);
+                }
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)`, with the full-panel case spelled out as a fixed-size copy (vector
+/// moves) rather than a `memcpy` call of unknown length.
+#[inline(always)]
+fn copy_prefix(dst: &mut [f32], src: &[f32]) {
+    const FULL: usize = 8;
+    if dst.len().is_multiple_of(FULL) && dst.len() == src.len() {
+        for (d, s) in dst.chunks_exact_mut(FULL).zip(src.chunks_exact(FULL)) {
+            let s: &[f32; FULL] = s.try_into().expect("chunk of FULL");
+            let d: &mut [f32; FULL] = d.try_into().expect("chunk of FULL");
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// The element-wise activation on a register tile before it is stored: the shared functions
+/// (inlined into the kernel, so ReLU runs on vectors), hence the same bits as the reference.
+#[inline(always)]
+fn epilogue<const NR: usize>(activation: Activation, a: &mut [f32; NR]) {
+    activation.apply_elementwise(a);
 }

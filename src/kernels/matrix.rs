@@ -1,5 +1,7 @@
 //! Borrowed row-major matrices with a row stride: what kernels read and write.
 
+use std::marker::PhantomData;
+
 /// A read-only row-major matrix view: row `r` is `data[r * stride..][..cols]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rows<'a> {
@@ -37,14 +39,26 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// A mutable row-major matrix view: row `r` is `data[r * stride..][..cols]`.
+/// A mutable row-major matrix view: row `r` covers `cols` floats starting `r * stride` floats
+/// after the view's origin.
+///
+/// It holds a raw pointer rather than a slice so that it can be cut into column ranges
+/// ([`RowsMut::split_columns`]): the halves' rows interleave in memory, which no pair of
+/// disjoint slices can express, yet no element belongs to both. That is what lets two threads
+/// write disjoint output columns of the same rows.
 #[derive(Debug)]
 pub(crate) struct RowsMut<'a> {
-    data: &'a mut [f32],
+    ptr: *mut f32,
     rows: usize,
     cols: usize,
     stride: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
 }
+
+// SAFETY: a `RowsMut` is a unique borrow of the elements it covers (like `&mut [f32]`), and the
+// only way to obtain two views of one buffer, `split_columns`, yields views covering disjoint
+// elements. Sending one to another thread is therefore as safe as sending a `&mut [f32]`.
+unsafe impl Send for RowsMut<'_> {}
 
 impl<'a> RowsMut<'a> {
     /// # Panics
@@ -53,10 +67,11 @@ impl<'a> RowsMut<'a> {
         assert!(cols <= stride || rows <= 1);
         assert!(rows == 0 || data.len() >= (rows - 1) * stride + cols);
         RowsMut {
-            data,
+            ptr: data.as_mut_ptr(),
             rows,
             cols,
             stride,
+            _borrow: PhantomData,
         }
     }
 
@@ -70,6 +85,72 @@ impl<'a> RowsMut<'a> {
 
     #[inline]
     pub(crate) fn row_mut(&mut self, r: usize) -> &mut [f32] {
-        &mut self.data[r * self.stride..r * self.stride + self.cols]
+        assert!(r < self.rows);
+        // SAFETY: `new` checked that row `r < rows` lies inside the borrowed buffer, and
+        // `split_columns` only narrows `cols` and moves the origin within a row, so the range is
+        // in bounds. `&mut self` makes the slice the only live access to these elements.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), self.cols) }
+    }
+
+    /// Row `r`, read-only.
+    #[inline]
+    pub(crate) fn row(&self, r: usize) -> &[f32] {
+        assert!(r < self.rows);
+        // SAFETY: as in `row_mut`; `&self` makes this a shared access only.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(r * self.stride), self.cols) }
+    }
+
+    /// Cuts the view into columns `0..at` and `at..cols` of the same rows.
+    ///
+    /// # Panics
+    /// If `at > cols`.
+    pub(crate) fn split_columns(self, at: usize) -> (RowsMut<'a>, RowsMut<'a>) {
+        assert!(at <= self.cols);
+        let right_ptr = if self.rows == 0 {
+            self.ptr
+        } else {
+            // SAFETY: `at <= cols`, so the offset stays inside (or one past the end of) row 0,
+            // which lies inside the borrowed buffer.
+            unsafe { self.ptr.add(at) }
+        };
+        (
+            RowsMut {
+                ptr: self.ptr,
+                rows: self.rows,
+                cols: at,
+                stride: self.stride,
+                _borrow: PhantomData,
+            },
+            RowsMut {
+                ptr: right_ptr,
+                rows: self.rows,
+                cols: self.cols - at,
+                stride: self.stride,
+                _borrow: PhantomData,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_columns_writes_disjoint_ranges() {
+        let mut buf = vec![0.0f32; 3 * 7];
+        let view = RowsMut::new(&mut buf, 3, 6, 7);
+        let (mut left, mut right) = view.split_columns(4);
+        assert_eq!((left.cols(), right.cols()), (4, 2));
+        for r in 0..3 {
+            left.row_mut(r).fill(1.0);
+            right.row_mut(r).fill(2.0);
+        }
+        assert_eq!(
+            &buf[..14],
+            &[
+                1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0
+            ]
+        );
     }
 }

@@ -21,26 +21,38 @@ pub enum KernelKind {
     /// Plain Rust without SIMD target features: runs anywhere. On CPUs without a fused
     /// multiply-add instruction it is slow, since each `mul_add` becomes a library call.
     Portable,
-    /// The tiled kernel compiled for AVX2 + FMA (x86-64 only).
+    /// The tiled kernel compiled for AVX2 + FMA, 16-wide panels (x86-64 only).
     Avx2Fma,
+    /// The same tiled kernel compiled for AVX-512F, 32-wide panels (x86-64 only).
+    Avx512,
 }
+
+/// Bytes of one panel slice a K-block keeps in L1 (see `generic::dense_tiled`): half of a 32 KiB
+/// L1d, leaving room for the rows of `x` being broadcast.
+const KC_PANEL_BYTES: usize = 16 * 1024;
 
 impl KernelKind {
     /// The fastest kernel this CPU can run.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if KernelKind::Avx2Fma.is_supported() {
-            return KernelKind::Avx2Fma;
+        for kind in [KernelKind::Avx512, KernelKind::Avx2Fma] {
+            if kind.is_supported() {
+                return kind;
+            }
         }
         KernelKind::Portable
     }
 
     /// Every kernel this CPU can run (for tests and benches).
     pub fn all_supported() -> Vec<Self> {
-        [KernelKind::Portable, KernelKind::Avx2Fma]
-            .into_iter()
-            .filter(|k| k.is_supported())
-            .collect()
+        [
+            KernelKind::Portable,
+            KernelKind::Avx2Fma,
+            KernelKind::Avx512,
+        ]
+        .into_iter()
+        .filter(|k| k.is_supported())
+        .collect()
     }
 
     /// Whether this CPU can run the kernel.
@@ -51,8 +63,12 @@ impl KernelKind {
             KernelKind::Avx2Fma => {
                 is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
             }
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512 => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            KernelKind::Avx2Fma => false,
+            KernelKind::Avx2Fma | KernelKind::Avx512 => false,
         }
     }
 
@@ -61,41 +77,67 @@ impl KernelKind {
         match self {
             KernelKind::Portable => "portable",
             KernelKind::Avx2Fma => "avx2-fma",
+            KernelKind::Avx512 => "avx512",
         }
     }
 
     /// The panel width the kernel's packed weights use.
     pub(crate) fn panel_width(self) -> usize {
-        16
+        match self {
+            KernelKind::Portable | KernelKind::Avx2Fma => 16,
+            KernelKind::Avx512 => 32,
+        }
     }
 
-    /// `out = act(x · W + b)` for the rows of `x`.
+    /// Reduction length per K-block.
+    fn kc(self) -> usize {
+        KC_PANEL_BYTES / (4 * self.panel_width())
+    }
+
+    /// `out = act(x · W + b)` for output columns `col0 .. col0 + out.cols()` only (`out`'s
+    /// column 0 is layer column `col0`): what one thread computes when a layer is split by
+    /// columns. `col0` must be a multiple of the panel width; `bias` is the whole layer's.
     ///
     /// # Panics
-    /// If the kernel is not supported by this CPU or the shapes disagree.
-    pub(crate) fn dense(
+    /// If the kernel is not supported by this CPU, the shapes disagree, `col0` is not on a panel
+    /// boundary, or a row-wise activation (softmax) is asked for a part of the columns.
+    pub(crate) fn dense_columns(
         self,
         x: Rows<'_>,
         w: &PackedWeights,
+        col0: usize,
         bias: &[f32],
         activation: Activation,
         out: RowsMut<'_>,
     ) {
         assert_eq!(x.cols(), w.k());
-        assert_eq!(out.cols(), w.n());
+        assert!(col0 + out.cols() <= w.n());
         assert_eq!(x.rows(), out.rows());
         assert_eq!(bias.len(), w.n());
         assert_eq!(w.nr(), self.panel_width());
+        assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
+        assert!(
+            self.is_supported(),
+            "{} kernel on a CPU without it",
+            self.name()
+        );
+        let kc = self.kc();
         match self {
-            KernelKind::Portable => generic::dense_tiled::<4, 16>(x, w, bias, activation, out),
-            KernelKind::Avx2Fma => {
-                assert!(self.is_supported(), "AVX2/FMA kernel on a CPU without them");
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the CPU supports AVX2 and FMA (asserted above).
-                unsafe {
-                    x86::dense_avx2_fma(x, w, bias, activation, out)
-                }
-            }
+            KernelKind::Portable => generic::dense_tiled::<generic::Portable8, 16, 2>(
+                x, w, col0, bias, activation, out, kc,
+            ),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (asserted above).
+            KernelKind::Avx2Fma => unsafe {
+                x86::dense_avx2_fma(x, w, col0, bias, activation, out, kc)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F and FMA (asserted above).
+            KernelKind::Avx512 => unsafe {
+                x86::dense_avx512(x, w, col0, bias, activation, out, kc)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),
         }
     }
 }

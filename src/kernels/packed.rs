@@ -50,11 +50,6 @@ impl PackedWeights {
         self.nr
     }
 
-    /// Number of panels.
-    pub(crate) fn panels(&self) -> usize {
-        self.n.div_ceil(self.nr)
-    }
-
     /// Panel `p`: `k * nr` floats.
     #[inline]
     pub(crate) fn panel(&self, p: usize) -> &[f32] {
@@ -77,7 +72,7 @@ mod tests {
     fn panels_hold_columns_in_k_order_with_zero_padding() {
         let w = Array2::from_shape_fn((3, 5), |(i, j)| (10 * i + j) as f32);
         let p = PackedWeights::pack(w.view(), 4);
-        assert_eq!(p.panels(), 2);
+        assert_eq!(p.data.len(), 2 * 3 * 4);
         assert_eq!(
             &p.panel(0)[..8],
             &[0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]

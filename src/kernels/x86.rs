@@ -1,11 +1,81 @@
-//! The generic tiled kernel compiled with x86 SIMD target features, selected at run time.
+//! The generic kernel (`super::generic`) compiled with x86 SIMD target features, selected at run
+//! time. The kernel is written once against the `Lanes` trait; what is x86-specific here is only
+//! the trait's one-instruction wrappers (load, store, broadcast, FMA) for ymm and zmm registers.
+//! The AVX-512 kernel is the same source as the AVX2 one with 32-wide panels, and the conformance
+//! suite also runs that 32-wide instantiation under AVX2, so a machine without AVX-512 still
+//! tests the code an AVX-512 machine runs except for those four wrappers.
+//!
+//! Why intrinsics at all: plain-Rust `[f32; NR]` tiles left the vectorising to LLVM's SLP pass,
+//! which vectorised some tile shapes and mangled others (the 5-row tile became a shuffle-and-spill
+//! loop at ~10 GFLOP/s); explicit registers make every tile shape compile to the same clean
+//! broadcast-and-FMA loop.
 
-use super::generic::dense_tiled;
+use std::arch::x86_64::*;
+
+use super::generic::{Lanes, dense_tiled};
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use crate::Activation;
 
-/// AVX2 + FMA: 6 rows × 16 columns = 12 ymm accumulators.
+/// 8 lanes in a ymm register.
+#[derive(Debug)]
+pub(super) struct Ymm;
+
+impl Lanes for Ymm {
+    const N: usize = 8;
+    type V = __m256;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        // SAFETY: the caller runs on a CPU with AVX (trait contract).
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        // SAFETY: the caller guarantees AVX and 8 readable floats at `p`.
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        // SAFETY: the caller guarantees AVX and 8 writable floats at `p`.
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        // SAFETY: the caller guarantees FMA.
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+}
+
+/// 16 lanes in a zmm register.
+#[derive(Debug)]
+pub(super) struct Zmm;
+
+impl Lanes for Zmm {
+    const N: usize = 16;
+    type V = __m512;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        // SAFETY: the caller runs on a CPU with AVX-512F (trait contract).
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F and 16 readable floats at `p`.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        // SAFETY: the caller guarantees AVX-512F and 16 writable floats at `p`.
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+}
+
+/// AVX2 + FMA, 16-wide panels: a 6 × 16 tile is 12 ymm accumulators (of 16 registers).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -13,9 +83,47 @@ use crate::Activation;
 pub(super) unsafe fn dense_avx2_fma(
     x: Rows<'_>,
     w: &PackedWeights,
+    col0: usize,
     bias: &[f32],
     activation: Activation,
     out: RowsMut<'_>,
+    kc: usize,
 ) {
-    dense_tiled::<6, 16>(x, w, bias, activation, out)
+    dense_tiled::<Ymm, 16, 2>(x, w, col0, bias, activation, out, kc)
+}
+
+/// AVX-512F, 32-wide panels: a 6 × 32 tile is 12 zmm accumulators (of 32 registers).
+///
+/// # Safety
+/// The CPU must support AVX-512F (which implies FMA).
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn dense_avx512(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_tiled::<Zmm, 32, 2>(x, w, col0, bias, activation, out, kc)
+}
+
+/// The AVX-512 kernel's source and panel width compiled for AVX2 (it spills registers, so it is
+/// slow): it exists so that the conformance suite runs the 32-wide code path on any x86-64 CPU.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(test)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_avx2_fma_wide(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_tiled::<Ymm, 32, 4>(x, w, col0, bias, activation, out, kc)
 }

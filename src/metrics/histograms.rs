@@ -8,14 +8,19 @@ use hdrhistogram::Histogram;
 
 use super::record::{BatchRecord, CloseReason};
 
-/// Largest value a histogram tracks (60 s in nanoseconds); larger values are clamped.
-const MAX_TRACKED: u64 = 60_000_000_000;
+/// Largest time a histogram tracks (60 s in nanoseconds); larger values are clamped.
+const MAX_NANOS: u64 = 60_000_000_000;
+/// Largest batch a histogram tracks, in rows.
+const MAX_ROWS: u64 = 1 << 20;
+/// Largest allocation per batch a histogram tracks, in bytes.
+const MAX_BYTES: u64 = 1 << 40;
 /// Three significant digits: quantiles within 0.1 %.
 const SIGNIFICANT_DIGITS: u8 = 3;
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKED, SIGNIFICANT_DIGITS)
-        .expect("constant bounds are valid")
+/// A histogram of values in `1..=max`, its buckets all allocated here so that recording never
+/// allocates (values above `max` are clamped by `saturating_record`).
+fn new_histogram(max: u64) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, max, SIGNIFICANT_DIGITS).expect("constant bounds are valid")
 }
 
 /// A frozen copy of one histogram, read through quantiles.
@@ -179,11 +184,11 @@ pub(crate) struct ModelHistograms {
 impl ModelHistograms {
     pub(crate) fn new(ring_capacity: usize) -> Self {
         ModelHistograms {
-            request_latency: new_histogram(),
-            queue_wait: new_histogram(),
-            compute: new_histogram(),
-            batch_rows: new_histogram(),
-            batch_alloc_bytes: new_histogram(),
+            request_latency: new_histogram(MAX_NANOS),
+            queue_wait: new_histogram(MAX_NANOS),
+            compute: new_histogram(MAX_NANOS),
+            batch_rows: new_histogram(MAX_ROWS),
+            batch_alloc_bytes: new_histogram(MAX_BYTES),
             recent: VecDeque::with_capacity(ring_capacity),
             ring_capacity,
         }

@@ -35,8 +35,8 @@ pub struct ModelSnapshot {
     pub batch_alloc_bytes: HistogramSnapshot,
     /// The most recent batch records, oldest first.
     pub recent: Vec<BatchRecord>,
-    /// Measured compute time per batch size at warmup (index 0 = 1 row).
-    pub warmup: Vec<Duration>,
+    /// Fastest compute time measured at warmup, per batch size warmed: `(rows, time)`.
+    pub warmup: Vec<(usize, Duration)>,
 }
 
 /// Every model's metrics, plus the thread budget the scheduler runs with.

@@ -50,9 +50,14 @@ impl CpuLimits {
     }
 }
 
-/// How the process's threads are split. Compute (the kernels) runs only on the rayon pool; each
-/// model's worker thread only gathers requests, copies rows and answers callers, and blocks while
-/// its batch runs on the pool. So at most `pool_threads` threads compute at once.
+/// How the process's threads are split. Batches large enough to fork run on the shared rayon
+/// pool; each model's worker thread gathers requests, copies rows, answers callers, and blocks
+/// while its batch runs on the pool.
+///
+/// With `inline_small_batches` (the scheduler's default), a worker runs a batch too small to
+/// fork (one task) itself, saving two thread hand-offs per batch; then up to `pool_threads` + one
+/// per busy model compute at once, and the report says so. Without it, at most `pool_threads`
+/// threads compute at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThreadBudget {
     /// The limits found (or given).
@@ -63,8 +68,10 @@ pub struct ThreadBudget {
     pub overridden: bool,
     /// Threads of the shared rayon pool that runs every model's batches.
     pub pool_threads: usize,
-    /// Coordinating threads per loaded model (they do not run kernels).
+    /// Coordinating threads per loaded model.
     pub workers_per_model: usize,
+    /// Whether workers run one-task batches themselves instead of handing them to the pool.
+    pub inline_small_batches: bool,
 }
 
 impl ThreadBudget {
@@ -78,6 +85,7 @@ impl ThreadBudget {
             overridden,
             pool_threads: pool_threads.unwrap_or(cpus).max(1),
             workers_per_model: 1,
+            inline_small_batches: false,
         }
     }
 }
@@ -88,7 +96,7 @@ impl fmt::Display for ThreadBudget {
         write!(
             f,
             "thread budget: {} cpus ({}; affinity {}, cgroup quota {}), compute pool {} threads, \
-             {} coordinating worker per model",
+             {} worker per model {}",
             self.cpus,
             if self.overridden {
                 "set by config"
@@ -100,7 +108,12 @@ impl fmt::Display for ThreadBudget {
                 .quota
                 .map_or("none".to_string(), |q| format!("{q:.2} cpus")),
             self.pool_threads,
-            self.workers_per_model
+            self.workers_per_model,
+            if self.inline_small_batches {
+                "(runs one-task batches itself: up to pool + one per busy model compute at once)"
+            } else {
+                "(coordinates only; kernels run on the pool)"
+            }
         )
     }
 }
@@ -278,6 +291,17 @@ mod tests {
         let all: Vec<&str> = ancestors("/a/b/").collect();
         assert_eq!(all, ["/a/b", "/a", ""]);
         assert_eq!(ancestors("/").collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
+    fn discovery_on_this_machine_is_within_the_host() {
+        let limits = CpuLimits::discover();
+        let host = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpus = limits.cpus();
+        assert!(
+            (1..=host.max(limits.affinity.unwrap_or(1))).contains(&cpus),
+            "{limits:?}"
+        );
     }
 
     #[test]

@@ -139,11 +139,40 @@ impl ComputeProfile {
         }
     }
 
+    /// Gives each size not measured the time of the next larger measured size (an upper bound,
+    /// so the deadline closer errs early).
+    pub(crate) fn fill_gaps(&mut self) {
+        let mut above = 0;
+        for slot in self.nanos.iter_mut().rev() {
+            if *slot == 0 {
+                *slot = above;
+            } else {
+                above = *slot;
+            }
+        }
+    }
+
     /// Expected time for `rows` rows (clamped to the largest size known).
     pub(crate) fn expected(&self, rows: usize) -> Duration {
         let i = rows.clamp(1, self.nanos.len()) - 1;
         Duration::from_nanos(self.nanos[i])
     }
+}
+
+/// Largest `max_batch_size` for which warmup runs every size; above it, the powers of two.
+const WARM_EVERY_SIZE_UP_TO: usize = 64;
+
+/// The batch sizes warmup runs: every size up to 64, else the powers of two below
+/// `max_batch_size` and `max_batch_size` itself.
+pub(crate) fn warmup_sizes(max_batch_size: usize) -> Vec<usize> {
+    if max_batch_size <= WARM_EVERY_SIZE_UP_TO {
+        return (1..=max_batch_size).collect();
+    }
+    let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |s| s.checked_mul(2))
+        .take_while(|&s| s < max_batch_size)
+        .collect();
+    sizes.push(max_batch_size);
+    sizes
 }
 
 pub(crate) fn duration_nanos(d: Duration) -> u64 {
@@ -222,6 +251,26 @@ mod tests {
             policy().decide(&b, t0),
             Decision::Close(CloseReason::Deadline)
         );
+    }
+
+    #[test]
+    fn warmup_covers_every_size_or_the_powers_of_two() {
+        assert_eq!(warmup_sizes(1), [1]);
+        assert_eq!(warmup_sizes(5), [1, 2, 3, 4, 5]);
+        assert_eq!(warmup_sizes(64).len(), 64);
+        assert_eq!(warmup_sizes(100), [1, 2, 4, 8, 16, 32, 64, 100]);
+        assert_eq!(warmup_sizes(128), [1, 2, 4, 8, 16, 32, 64, 128]);
+    }
+
+    #[test]
+    fn profile_gaps_take_the_next_larger_measurement() {
+        let mut p = ComputeProfile::new(8);
+        p.set(1, Duration::from_nanos(10));
+        p.set(4, Duration::from_nanos(40));
+        p.set(8, Duration::from_nanos(80));
+        p.fill_gaps();
+        let got: Vec<u64> = (1..=8).map(|r| p.expected(r).as_nanos() as u64).collect();
+        assert_eq!(got, [10, 40, 40, 40, 80, 80, 80, 80]);
     }
 
     #[test]

@@ -149,7 +149,7 @@ pub(crate) struct ModelShared {
     state: AtomicU8,
     pub(crate) counters: LiveCounters,
     pub(crate) histograms: Mutex<ModelHistograms>,
-    pub(crate) warmup: Mutex<Vec<Duration>>,
+    pub(crate) warmup: Mutex<Vec<(usize, Duration)>>,
 }
 
 impl ModelShared {
@@ -218,6 +218,13 @@ struct Inner {
     generations: HashMap<String, u64>,
 }
 
+/// Why no model can take a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unavailable {
+    ShuttingDown,
+    Unknown,
+}
+
 /// The models, by name.
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -247,16 +254,16 @@ impl Registry {
     }
 
     /// The model's handle, if it is being served.
-    pub(crate) fn handle(&self, name: &str) -> Result<Arc<ModelHandle>, bool> {
+    pub(crate) fn handle(&self, name: &str) -> Result<Arc<ModelHandle>, Unavailable> {
         let inner = self.read();
         if !inner.accepting {
-            return Err(true);
+            return Err(Unavailable::ShuttingDown);
         }
         inner
             .serving
             .get(name)
             .map(|e| Arc::clone(&e.handle))
-            .ok_or(false)
+            .ok_or(Unavailable::Unknown)
     }
 
     /// Loads (or, with `replace`, replaces) `name`: starts its worker, waits for warmup, then

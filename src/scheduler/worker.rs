@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::ThreadPool;
 
-use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch};
+use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch, warmup_sizes};
 use super::registry::{ModelShared, ModelState};
 use super::request::{Pending, RequestError};
 use crate::Predictor;
@@ -25,6 +25,7 @@ use crate::workspace::Workspace;
 pub(crate) struct WorkerContext {
     pub(crate) pool: Arc<ThreadPool>,
     pub(crate) record_sink: Option<Sender<BatchRecord>>,
+    pub(crate) inline_small_batches: bool,
 }
 
 /// How warmup ended, sent to the thread that loads the model.
@@ -84,6 +85,7 @@ struct Worker {
     predictor: Arc<dyn Predictor>,
     pool: Arc<ThreadPool>,
     record_sink: Option<Sender<BatchRecord>>,
+    inline_small_batches: bool,
     policy: BatchPolicy,
     input_width: usize,
     output_width: usize,
@@ -121,6 +123,7 @@ impl Worker {
             predictor: Arc::clone(predictor),
             pool: Arc::clone(&context.pool),
             record_sink: context.record_sink.clone(),
+            inline_small_batches: context.inline_small_batches,
             policy,
             input_width,
             output_width,
@@ -141,21 +144,25 @@ impl Worker {
         }
     }
 
-    /// Runs every batch size once per warmup round; keeps the fastest time per size.
+    /// Runs every batch size (or, for large batches, every power of two and the largest) once
+    /// per warmup round; keeps the fastest time per size.
     fn warm_up(&mut self) -> crate::Result<()> {
         let max = self.policy.max_batch_size;
         self.input.resize(max * self.input_width, 0.0);
         self.output.resize(max * self.output_width, 0.0);
-        let mut best = vec![Duration::MAX; max];
+        let mut best: Vec<(usize, Duration)> = warmup_sizes(max)
+            .into_iter()
+            .map(|rows| (rows, Duration::MAX))
+            .collect();
         for _ in 0..self.shared.config.warmup_rounds.max(1) {
-            for rows in 1..=max {
-                let time = self.compute(rows)?;
-                best[rows - 1] = best[rows - 1].min(time);
+            for (rows, time) in &mut best {
+                *time = (*time).min(self.compute(*rows)?);
             }
         }
-        for (i, time) in best.iter().enumerate() {
-            self.profile.set(i + 1, *time);
+        for &(rows, time) in &best {
+            self.profile.set(rows, time);
         }
+        self.profile.fill_gaps();
         *self.shared.warmup.lock().unwrap_or_else(|e| e.into_inner()) = best;
         self.input.clear();
         self.output.clear();
@@ -164,6 +171,7 @@ impl Worker {
 
     /// Runs the first `rows` rows of the input buffer into the output buffer on the pool.
     fn compute(&mut self, rows: usize) -> crate::Result<Duration> {
+        let inline = self.inline_small_batches && self.tasks(rows) == 1;
         let x = ArrayView2::from_shape(
             (rows, self.input_width),
             &self.input[..rows * self.input_width],
@@ -176,9 +184,18 @@ impl Worker {
         .expect("output buffer holds rows × width");
         let (predictor, pool, workspaces) = (&self.predictor, &self.pool, &mut self.workspaces);
         let start = Instant::now();
-        // Kernels run only on the pool (the thread budget's compute threads), never here.
-        pool.install(|| predictor.predict_batch_into(pool, workspaces, x, out))?;
+        if inline {
+            predictor.predict_batch_into(pool, workspaces, x, out)?;
+        } else {
+            // Kernels run on the pool (the thread budget's compute threads), not here.
+            pool.install(|| predictor.predict_batch_into(pool, workspaces, x, out))?;
+        }
         Ok(start.elapsed())
+    }
+
+    /// Tasks `predict_batch_into` splits `rows` rows into.
+    fn tasks(&self, rows: usize) -> usize {
+        (rows / self.predictor.parallel_min_rows().max(1)).clamp(1, self.pool.current_num_threads())
     }
 
     fn serve(&mut self, queue: &Receiver<Pending>) {
@@ -193,6 +210,10 @@ impl Worker {
             let opened = Instant::now();
             let alloc = AllocScope::start();
             self.admit(first, opened);
+            if self.batch.is_empty() {
+                // Cancelled or expired on arrival: the batch opens with the next request.
+                continue;
+            }
             let reason = self.gather(queue);
             self.run_batch(reason, opened, alloc);
         }
@@ -252,16 +273,8 @@ impl Worker {
                     }
                 }
             }
-            let Some(oldest) = self.oldest else {
-                // Everything so far was cancelled or expired: open on the next request.
-                match queue.recv() {
-                    Ok(p) => {
-                        self.admit(p, Instant::now());
-                        continue;
-                    }
-                    Err(_) => return CloseReason::Drain,
-                }
-            };
+            // The batch opened with an admitted request, so it has an oldest.
+            let oldest = self.oldest.unwrap_or_else(Instant::now);
             let open = OpenBatch {
                 rows: self.rows,
                 oldest_submitted: oldest,
@@ -361,8 +374,7 @@ impl Worker {
         };
         let scatter_time = scatter_start.elapsed();
         let usage = alloc.finish();
-        let tasks = (rows / self.predictor.parallel_min_rows().max(1))
-            .clamp(1, self.pool.current_num_threads());
+        let tasks = self.tasks(rows);
         let scratch_bytes = rows * (self.input_width + self.output_width) * size_of::<f32>()
             + self.workspaces[..tasks]
                 .iter()

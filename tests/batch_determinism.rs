@@ -1,0 +1,115 @@
+//! A sample's output bits must not depend on the batch it arrives in: not on the batch size, its
+//! position in the batch, the thread count, or which path (row split, column split, inline) runs
+//! it. Checked bit for bit against the naive reference on a model whose widths are not multiples
+//! of any panel width.
+
+use anyhow::Result;
+use densebatch::KernelKind;
+use densebatch::prelude::*;
+use ndarray::{Array2, s};
+
+fn input(rows: usize, cols: usize) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        let h = (i * 7919 + j * 104_729) % 2003;
+        (h as f32 / 1001.0 - 1.0) * if h % 3 == 0 { 3.0 } else { 0.7 }
+    })
+}
+
+fn pools() -> Vec<rayon::ThreadPool> {
+    (1..=4)
+        .map(|t| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Every batch `x[start..start + len]` for the given lengths, on 1–4 threads, must reproduce the
+/// reference rows bit for bit.
+fn check_batches(
+    compiled: &CompiledModel,
+    reference: &Array2<f32>,
+    x: &Array2<f32>,
+    lens: &[usize],
+) {
+    let pools = pools();
+    let total = x.nrows();
+    for pool in &pools {
+        let mut workspaces = compiled.new_workspaces(pool.current_num_threads());
+        for &len in lens {
+            // Vary the position too: batches start at different rows.
+            let start = (len * 31) % (total - len + 1);
+            let xb = x.slice(s![start..start + len, ..]);
+            let mut y = Array2::from_elem((len, compiled.output_width()), f32::NAN);
+            predict_batch(compiled, pool, &mut workspaces, xb, y.view_mut()).unwrap();
+            for r in 0..len {
+                for c in 0..y.ncols() {
+                    let (got, want) = (y[[r, c]], reference[[start + r, c]]);
+                    assert!(
+                        got.to_bits() == want.to_bits(),
+                        "threads={} len={len} start={start} row={r} col={c}: {got} vs reference {want}",
+                        pool.current_num_threads()
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn lens() -> Vec<usize> {
+    let mut lens: Vec<usize> = (1..=40).collect();
+    lens.extend([
+        47, 48, 49, 63, 64, 65, 97, 127, 128, 129, 200, 255, 256, 257, 300,
+    ]);
+    lens
+}
+
+#[test]
+fn awkward_widths_are_bit_identical_on_every_path() -> Result<()> {
+    let model = Model::random(
+        &[300, 257, 129, 7],
+        Activation::Relu,
+        Activation::Softmax,
+        7,
+    );
+    let x = input(300, 300);
+    let reference = model.predict_reference(x.view())?;
+    for kernel in KernelKind::all_supported() {
+        let options = [
+            // The defaults: whatever paths the tuned thresholds pick.
+            CompileOptions {
+                kernel: Some(kernel),
+                ..CompileOptions::default()
+            },
+            // Every split as eager as possible, and blocks smaller than most batches.
+            CompileOptions {
+                kernel: Some(kernel),
+                block_rows: Some(13),
+                parallel_min_flops: 1,
+                split_min_flops: 1,
+                ..CompileOptions::default()
+            },
+        ];
+        for option in &options {
+            let compiled = model.compile(option)?;
+            check_batches(&compiled, &reference, &x, &lens());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn hidden_gelu_and_identity_output_are_bit_identical() -> Result<()> {
+    let model = Model::random(&[33, 71, 48, 5], Activation::Gelu, Activation::Identity, 3);
+    let x = input(120, 33);
+    let reference = model.predict_reference(x.view())?;
+    let compiled = model.compile(&CompileOptions {
+        split_min_flops: 1,
+        parallel_min_flops: 1,
+        ..CompileOptions::default()
+    })?;
+    check_batches(&compiled, &reference, &x, &[1, 2, 3, 5, 8, 16, 17, 64, 120]);
+    Ok(())
+}
