@@ -439,18 +439,3 @@ fn rows_of(run: &RunOutcome) -> Vec<&Outcome> {
 fn truncate(name: &str, width: usize) -> String {
     name.chars().take(width).collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_cover_every_size_once() {
-        assert_eq!(size_buckets(1), vec![(1, 1)]);
-        assert_eq!(size_buckets(6), vec![(1, 1), (2, 3), (4, 6)]);
-        assert_eq!(
-            size_buckets(32),
-            vec![(1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, 32)]
-        );
-    }
-}
