@@ -388,3 +388,211 @@ fn non_finite_input_names_the_row() {
     ]);
     assert_one_line_error(&out, &["x.npy", "row 300, column 5"]);
 }
+
+/// Reads a serve-sim JSON report.
+fn serve_sim_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("serve-sim wrote its JSON");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+/// Asserts one model's (or the total's) serve-sim counts: every request sent is accounted for
+/// exactly once, and the batch statistics agree with themselves. Returns `ok`.
+fn assert_serve_outcome(o: &serde_json::Value) -> u64 {
+    let n = |key: &str| {
+        o[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no `{key}` in {o}"))
+    };
+    assert_eq!(
+        n("sent"),
+        n("ok") + n("rejected") + n("expired") + n("failed"),
+        "{o}"
+    );
+    let closes = &o["batch_close"];
+    let close_sum: u64 = ["full", "wait", "deadline", "drain"]
+        .iter()
+        .map(|k| closes[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(close_sum, n("batches"), "{o}");
+    let sizes = o["batch_sizes"].as_array().unwrap();
+    let size_batches: u64 = sizes.iter().map(|p| p[1].as_u64().unwrap()).sum();
+    assert_eq!(size_batches, n("batches"), "{o}");
+    if n("ok") > 0 {
+        let mean = o["mean_batch"].as_f64().unwrap();
+        assert!(mean >= 1.0, "{o}");
+        let l = &o["latency_us"];
+        let p = |k: &str| l[k].as_f64().unwrap();
+        assert!(
+            p("p50") > 0.0 && p("p50") <= p("p90") && p("p90") <= p("p99"),
+            "{o}"
+        );
+        assert!(p("p99") <= p("p999") && p("p999") <= p("max"), "{o}");
+    }
+    n("ok")
+}
+
+#[test]
+fn serve_sim_two_models_answers_every_request_once() {
+    let dir = TempDir::new("cli-serve-sim");
+    let json = dir.path("serve.json");
+    let plot = dir.path("serve.svg");
+    let out = infer(&[
+        "serve-sim",
+        "models/digits",
+        "models/tiny-mlp",
+        "--rate",
+        "1500",
+        "--duration",
+        "1",
+        "--max-batch",
+        "8",
+        "--max-wait-us",
+        "500",
+        "--threads",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("p99.9 µs") && text.contains("% by size"),
+        "{text}"
+    );
+
+    let report = serve_sim_json(&json);
+    assert!(
+        report["capacity_rps"].is_null(),
+        "--rate skips the capacity run"
+    );
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let models = runs[0]["models"].as_array().unwrap();
+    let names: Vec<&str> = models
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_ne!(names[0], names[1]);
+    let mut ok_sum = 0;
+    for model in models {
+        let ok = assert_serve_outcome(model);
+        assert!(ok > 0, "{model}");
+        assert_eq!(model["offered_rps"].as_f64(), Some(1500.0));
+        assert!(model["mean_batch"].as_f64().unwrap() <= 8.0, "{model}");
+        ok_sum += ok;
+    }
+    let total = &runs[0]["total"];
+    assert_eq!(assert_serve_outcome(total), ok_sum);
+    assert_eq!(total["offered_rps"].as_f64(), Some(3000.0));
+    let sent: u64 = models.iter().map(|m| m["sent"].as_u64().unwrap()).sum();
+    assert_eq!(total["sent"].as_u64(), Some(sent));
+
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("mean batch size"),
+        "{svg:.200}"
+    );
+}
+
+#[test]
+fn serve_sim_load_sweep_measures_capacity_first() {
+    let dir = TempDir::new("cli-serve-sweep");
+    let json = dir.path("sweep.json");
+    let out = infer(&[
+        "serve-sim",
+        "models/digits",
+        "--loads",
+        "0.2,0.4",
+        "--duration",
+        "0.3",
+        "--arrivals",
+        "constant",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("capacity"), "{}", stdout(&out));
+    let report = serve_sim_json(&json);
+    let capacity = report["capacity_rps"][0]["rps"].as_f64().unwrap();
+    assert!(capacity > 0.0);
+    let runs = report["runs"].as_array().unwrap();
+    let loads: Vec<f64> = runs.iter().map(|r| r["load"].as_f64().unwrap()).collect();
+    assert_eq!(loads, [0.2, 0.4]);
+    for (run, load) in runs.iter().zip(loads) {
+        let model = &run["models"][0];
+        assert!(assert_serve_outcome(model) > 0, "{model}");
+        let offered = model["offered_rps"].as_f64().unwrap();
+        assert!(
+            (offered - load * capacity).abs() < 1e-6 * capacity,
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn serve_sim_counts_expired_requests() {
+    let dir = TempDir::new("cli-serve-expired");
+    let json = dir.path("expired.json");
+    // A deadline 1 µs after the scheduled send: requests expire in the queue, never computed.
+    let out = infer(&[
+        "serve-sim",
+        "models/digits",
+        "--rate",
+        "1000",
+        "--duration",
+        "0.5",
+        "--deadline-us",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = &serve_sim_json(&json)["runs"][0]["total"];
+    assert_serve_outcome(total);
+    assert!(total["expired"].as_u64().unwrap() > 0, "{total}");
+}
+
+#[test]
+fn serve_sim_bad_arguments_are_one_line_errors() {
+    let out = infer(&["serve-sim", "no/such/model.json", "--rate", "100"]);
+    assert_one_line_error(&out, &["no/such/model.json"]);
+    let out = infer(&["serve-sim", "models/digits", "--bogus"]);
+    assert_one_line_error(&out, &["--bogus"]);
+    let out = infer(&["serve-sim", "models/digits", "--rate", "0"]);
+    assert_one_line_error(&out, &["--rate", "positive"]);
+    let out = infer(&[
+        "serve-sim",
+        "models/digits",
+        "--rate",
+        "5",
+        "--loads",
+        "0.5",
+    ]);
+    assert_one_line_error(&out, &["--loads"]);
+    let out = infer(&[
+        "serve-sim",
+        "models/digits",
+        "--rate",
+        "5",
+        "--plot",
+        "x.png",
+    ]);
+    assert_one_line_error(&out, &["x.png", ".svg"]);
+    let out = infer(&["serve-sim"]);
+    assert_one_line_error(&out, &["MODELS"]);
+}

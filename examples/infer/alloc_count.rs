@@ -29,8 +29,11 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+// Wrapped in the library's per-thread counter so the scheduler's batch records measure what
+// each batch allocates (`infer serve-sim` reports it).
 #[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+static GLOBAL: densebatch::CountingAllocator<CountingAlloc> =
+    densebatch::CountingAllocator::new(CountingAlloc);
 
 /// Bytes allocated so far by the process (never decreases). The difference across a call is
 /// what the call allocated, on any thread.

@@ -3,7 +3,8 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 /// Run, inspect and import dense models with densebatch.
 ///
@@ -29,6 +30,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Convert an ONNX graph of dense layers into our format (model.json + model.safetensors).
     Import(ImportArgs),
+    /// Serve models through the batching scheduler under an open-loop load; report latency
+    /// percentiles and batch statistics.
+    ServeSim(ServeSimArgs),
 }
 
 /// Options of the default run.
@@ -88,6 +92,67 @@ pub struct ImportArgs {
     /// Model name to record (default: the ONNX graph's name).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// How requests are spaced in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrivals {
+    /// Exponential gaps (a Poisson process): bursts happen, as with independent clients.
+    Poisson,
+    /// Evenly spaced.
+    Constant,
+}
+
+/// `infer serve-sim`.
+#[derive(Debug, Args)]
+pub struct ServeSimArgs {
+    /// The models, served at once (each as for `infer run`).
+    #[arg(required = true)]
+    pub models: Vec<PathBuf>,
+    /// Requests per second offered to each model (default: 70 % of the measured capacity).
+    #[arg(long, value_name = "REQ_PER_S", value_parser = positive_f64, conflicts_with = "loads")]
+    pub rate: Option<f64>,
+    /// Offered loads as fractions of the measured capacity, one run each (e.g. 0.7,0.9,1.1).
+    #[arg(long, value_delimiter = ',', value_parser = positive_f64)]
+    pub loads: Vec<f64>,
+    /// Seconds each run sends for.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = positive_f64)]
+    pub duration: f64,
+    /// Arrival process.
+    #[arg(long, value_enum, default_value = "poisson")]
+    pub arrivals: Arrivals,
+    /// Most requests (of one sample) per batch.
+    #[arg(long, default_value = "32")]
+    pub max_batch: NonZeroUsize,
+    /// Longest a batch's oldest request waits for company, in microseconds.
+    #[arg(long, default_value = "1000")]
+    pub max_wait_us: u64,
+    /// Deadline of each request, in microseconds after its scheduled send time.
+    #[arg(long)]
+    pub deadline_us: Option<u64>,
+    /// Requests each model's queue holds before submits are rejected.
+    #[arg(long, default_value = "1024")]
+    pub queue_capacity: NonZeroUsize,
+    /// CPUs the scheduler's compute pool uses (default: the available cores).
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
+    /// Seed of the arrival times and the random inputs.
+    #[arg(long, default_value = "1")]
+    pub seed: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Draw latency percentiles and mean batch size against offered load into this .svg file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+fn positive_f64(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
 }
 
 /// The thread count to use: the flag, or the cores available.

@@ -1,0 +1,441 @@
+//! What a serve-sim run measured, per model and in total: the JSON shape and the printed tables.
+
+use std::time::Duration;
+
+use densebatch::{BatchRecord, CloseReason};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::open_loop::{CollectReport, SendReport, latency_histogram};
+
+/// Per-batch statistics gathered from the scheduler's batch records.
+#[derive(Debug, Clone, Default)]
+pub struct BatchTotals {
+    /// Batches run.
+    pub batches: u64,
+    /// Rows computed.
+    pub rows: u64,
+    /// Batches per close reason, indexed by [`CloseReason::index`].
+    pub closes: [u64; 4],
+    /// Batches per size (index = rows).
+    pub sizes: Vec<u64>,
+    /// Heap bytes the worker allocated per batch: sum and largest.
+    pub alloc_sum: u64,
+    /// See `alloc_sum`.
+    pub alloc_max: u64,
+    /// Whether allocations were measured.
+    pub alloc_counted: bool,
+    /// Largest preallocated scratch one batch used.
+    pub scratch_max: usize,
+    /// Time in the model, summed.
+    pub compute: Duration,
+}
+
+impl BatchTotals {
+    /// Adds one batch record.
+    pub fn add(&mut self, record: &BatchRecord) {
+        self.batches += 1;
+        self.rows += record.rows as u64;
+        self.closes[record.close_reason.index()] += 1;
+        if self.sizes.len() <= record.rows {
+            self.sizes.resize(record.rows + 1, 0);
+        }
+        self.sizes[record.rows] += 1;
+        self.alloc_sum += record.alloc_bytes;
+        self.alloc_max = self.alloc_max.max(record.alloc_bytes);
+        self.alloc_counted |= record.alloc_counted;
+        self.scratch_max = self.scratch_max.max(record.scratch_bytes);
+        self.compute += record.compute_time;
+    }
+
+    /// Adds another model's totals.
+    pub fn merge(&mut self, other: &BatchTotals) {
+        self.batches += other.batches;
+        self.rows += other.rows;
+        for (a, b) in self.closes.iter_mut().zip(other.closes) {
+            *a += b;
+        }
+        if self.sizes.len() < other.sizes.len() {
+            self.sizes.resize(other.sizes.len(), 0);
+        }
+        for (a, b) in self.sizes.iter_mut().zip(&other.sizes) {
+            *a += b;
+        }
+        self.alloc_sum += other.alloc_sum;
+        self.alloc_max = self.alloc_max.max(other.alloc_max);
+        self.alloc_counted |= other.alloc_counted;
+        self.scratch_max = self.scratch_max.max(other.scratch_max);
+        self.compute += other.compute;
+    }
+
+    fn mean_batch(&self) -> f64 {
+        self.rows as f64 / self.batches.max(1) as f64
+    }
+}
+
+/// One model's (or the total's) results of one run, as written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The model's name, or `total`.
+    pub model: String,
+    /// Requests the sender submitted.
+    pub sent: u64,
+    /// Answered with outputs.
+    pub ok: u64,
+    /// Refused by `try_submit` (queue full).
+    pub rejected: u64,
+    /// Answered `DeadlineExceeded`.
+    pub expired: u64,
+    /// Answered with another error.
+    pub failed: u64,
+    /// Requests per second offered (scheduled).
+    pub offered_rps: f64,
+    /// `ok` requests per second, from the start to the last reply.
+    pub achieved_rps: f64,
+    /// Scheduled-send-to-reply latency of `ok` requests, microseconds.
+    pub latency_us: Percentiles,
+    /// Mean rows per batch.
+    pub mean_batch: f64,
+    /// Batches run.
+    pub batches: u64,
+    /// Batches per close reason.
+    pub batch_close: Closes,
+    /// Batches per size: `[rows, batches]` for every size that occurred.
+    pub batch_sizes: Vec<[u64; 2]>,
+    /// Heap bytes allocated per batch by the model's worker (reply payloads), when measured.
+    pub mem_overhead_bytes_per_batch: MeanMax,
+    /// Largest preallocated scratch (batch buffers + workspaces) one batch used, bytes.
+    pub scratch_bytes_per_batch_max: usize,
+    /// Mean time in the model per batch, microseconds.
+    pub mean_compute_us: f64,
+    /// Largest delay of a submit behind its scheduled time, microseconds.
+    pub max_send_lag_us: f64,
+    /// Mean delay of a submit behind its scheduled time, microseconds.
+    pub mean_send_lag_us: f64,
+}
+
+/// Latency percentiles, microseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Batches per close reason.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Closes {
+    /// Reached the batch size.
+    pub full: u64,
+    /// The oldest request waited `max_wait`.
+    pub wait: u64,
+    /// A deadline would otherwise be missed.
+    pub deadline: u64,
+    /// The model was draining.
+    pub drain: u64,
+}
+
+/// Mean and largest value.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MeanMax {
+    /// Mean.
+    pub mean: f64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// Everything measured about one model (or all of them) in one run, before it is summarised.
+#[derive(Debug)]
+pub struct Measured {
+    /// The model's name, or `total`.
+    pub model: String,
+    /// Offered requests per second.
+    pub offered_rps: f64,
+    /// Seconds from the start to the last reply (at least the send duration).
+    pub elapsed: f64,
+    /// The sender's report.
+    pub send: SendReport,
+    /// The collector's counts.
+    pub ok: u64,
+    /// See `ok`.
+    pub expired: u64,
+    /// See `ok`.
+    pub failed: u64,
+    /// Latencies (ns).
+    pub latency: Histogram<u64>,
+    /// Batch statistics.
+    pub batches: BatchTotals,
+}
+
+impl Measured {
+    /// One model's measurements.
+    pub fn new(
+        model: String,
+        offered_rps: f64,
+        elapsed: f64,
+        send: SendReport,
+        collect: CollectReport,
+        batches: BatchTotals,
+    ) -> Self {
+        Measured {
+            model,
+            offered_rps,
+            elapsed,
+            send,
+            ok: collect.ok,
+            expired: collect.expired,
+            failed: collect.failed,
+            latency: collect.latency,
+            batches,
+        }
+    }
+
+    /// The sum over models.
+    pub fn total(parts: &[Measured]) -> Self {
+        let mut total = Measured {
+            model: "total".to_string(),
+            offered_rps: 0.0,
+            elapsed: 0.0,
+            send: SendReport::default(),
+            ok: 0,
+            expired: 0,
+            failed: 0,
+            latency: latency_histogram(),
+            batches: BatchTotals::default(),
+        };
+        let mut lag_weighted = 0.0;
+        for part in parts {
+            total.offered_rps += part.offered_rps;
+            total.elapsed = total.elapsed.max(part.elapsed);
+            total.send.sent += part.send.sent;
+            total.send.rejected += part.send.rejected;
+            total.send.max_lag = total.send.max_lag.max(part.send.max_lag);
+            lag_weighted += part.send.mean_lag.as_secs_f64() * part.send.sent as f64;
+            total.ok += part.ok;
+            total.expired += part.expired;
+            total.failed += part.failed;
+            total
+                .latency
+                .add(&part.latency)
+                .expect("histograms share their bounds");
+            total.batches.merge(&part.batches);
+        }
+        total.send.mean_lag = Duration::from_secs_f64(lag_weighted / total.send.sent.max(1) as f64);
+        total
+    }
+
+    /// Whether every request sent was answered exactly once (or refused).
+    pub fn balanced(&self) -> bool {
+        self.send.sent == self.ok + self.send.rejected + self.expired + self.failed
+    }
+
+    /// The JSON summary.
+    pub fn outcome(&self) -> Outcome {
+        let us = |q: f64| self.latency.value_at_quantile(q) as f64 / 1e3;
+        let empty = self.latency.is_empty();
+        let pick = |q| if empty { 0.0 } else { us(q) };
+        let b = &self.batches;
+        Outcome {
+            model: self.model.clone(),
+            sent: self.send.sent,
+            ok: self.ok,
+            rejected: self.send.rejected,
+            expired: self.expired,
+            failed: self.failed,
+            offered_rps: self.offered_rps,
+            achieved_rps: self.ok as f64 / self.elapsed.max(1e-9),
+            latency_us: Percentiles {
+                p50: pick(0.5),
+                p90: pick(0.9),
+                p99: pick(0.99),
+                p999: pick(0.999),
+                max: if empty {
+                    0.0
+                } else {
+                    self.latency.max() as f64 / 1e3
+                },
+            },
+            mean_batch: b.mean_batch(),
+            batches: b.batches,
+            batch_close: Closes {
+                full: b.closes[CloseReason::Full.index()],
+                wait: b.closes[CloseReason::Wait.index()],
+                deadline: b.closes[CloseReason::Deadline.index()],
+                drain: b.closes[CloseReason::Drain.index()],
+            },
+            batch_sizes: b
+                .sizes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(rows, n)| [rows as u64, *n])
+                .collect(),
+            mem_overhead_bytes_per_batch: MeanMax {
+                mean: b.alloc_sum as f64 / b.batches.max(1) as f64,
+                max: b.alloc_max,
+            },
+            scratch_bytes_per_batch_max: b.scratch_max,
+            mean_compute_us: b.compute.as_secs_f64() * 1e6 / b.batches.max(1) as f64,
+            max_send_lag_us: self.send.max_lag.as_secs_f64() * 1e6,
+            mean_send_lag_us: self.send.mean_lag.as_secs_f64() * 1e6,
+        }
+    }
+}
+
+/// One run (one offered load) as written to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    /// The offered load as a fraction of the measured capacity, when it was set that way.
+    pub load: Option<f64>,
+    /// One entry per model.
+    pub models: Vec<Outcome>,
+    /// All models together.
+    pub total: Outcome,
+}
+
+/// Heads the batch-size distribution columns of the batch table.
+const SIZES_LABEL: &str = " % by size:";
+
+/// Batch-size buckets of the printed distribution: 1, 2–3, 4–7, … up to `max_batch`.
+pub fn size_buckets(max_batch: usize) -> Vec<(usize, usize)> {
+    let mut buckets = Vec::new();
+    let mut low = 1;
+    while low <= max_batch {
+        let high = (low * 2 - 1).min(max_batch);
+        buckets.push((low, high));
+        low *= 2;
+    }
+    buckets
+}
+
+fn bucket_label((low, high): (usize, usize)) -> String {
+    if low == high {
+        low.to_string()
+    } else {
+        format!("{low}-{high}")
+    }
+}
+
+fn load_label(load: Option<f64>) -> String {
+    load.map_or("-".to_string(), |l| format!("{l:.2}"))
+}
+
+/// Prints the latency table: one row per model (and a total when there are several) per run.
+pub fn print_latency_table(runs: &[RunOutcome]) {
+    println!(
+        "{:>5}  {:<12} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "load",
+        "model",
+        "offered/s",
+        "achvd/s",
+        "sent",
+        "ok",
+        "rej",
+        "exp",
+        "fail",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "lag max",
+    );
+    for run in runs {
+        for o in rows_of(run) {
+            let l = &o.latency_us;
+            println!(
+                "{:>5}  {:<12} {:>9.0} {:>9.0} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
+                load_label(run.load),
+                truncate(&o.model, 12),
+                o.offered_rps,
+                o.achieved_rps,
+                o.sent,
+                o.ok,
+                o.rejected,
+                o.expired,
+                o.failed,
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p999,
+                l.max,
+                o.max_send_lag_us,
+            );
+        }
+    }
+}
+
+/// Prints the per-batch table: mean size, close reasons, size distribution, compute and memory.
+pub fn print_batch_table(runs: &[RunOutcome], max_batch: usize) {
+    let buckets = size_buckets(max_batch);
+    let mut header = format!(
+        "{:>5}  {:<12} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>8} {:>9} {:>9} {SIZES_LABEL}",
+        "load",
+        "model",
+        "batches",
+        "mean",
+        "full",
+        "wait",
+        "dline",
+        "drain",
+        "comp µs",
+        "alloc/b",
+        "alloc max"
+    );
+    for &b in &buckets {
+        header.push_str(&format!(" {:>5}", bucket_label(b)));
+    }
+    println!("{header}");
+    for run in runs {
+        for o in rows_of(run) {
+            let c = &o.batch_close;
+            let mut line = format!(
+                "{:>5}  {:<12} {:>7} {:>6.1} {:>6} {:>6} {:>6} {:>6} {:>8.1} {:>9.0} {:>9} {:w$}",
+                load_label(run.load),
+                truncate(&o.model, 12),
+                o.batches,
+                o.mean_batch,
+                c.full,
+                c.wait,
+                c.deadline,
+                c.drain,
+                o.mean_compute_us,
+                o.mem_overhead_bytes_per_batch.mean,
+                o.mem_overhead_bytes_per_batch.max,
+                "",
+                w = SIZES_LABEL.chars().count()
+            );
+            for &(low, high) in &buckets {
+                let n: u64 = o
+                    .batch_sizes
+                    .iter()
+                    .filter(|[rows, _]| (low as u64..=high as u64).contains(rows))
+                    .map(|[_, n]| n)
+                    .sum();
+                let share = 100.0 * n as f64 / o.batches.max(1) as f64;
+                line.push_str(&format!(" {share:>5.1}"));
+            }
+            println!("{}", line.trim_end());
+        }
+    }
+}
+
+/// The rows printed for a run: each model, then the total when there are several.
+fn rows_of(run: &RunOutcome) -> Vec<&Outcome> {
+    let mut rows: Vec<&Outcome> = run.models.iter().collect();
+    if run.models.len() > 1 {
+        rows.push(&run.total);
+    }
+    rows
+}
+
+fn truncate(name: &str, width: usize) -> String {
+    name.chars().take(width).collect()
+}
