@@ -12,19 +12,28 @@ use crate::predictor::{Predictor, predict_row_split};
 use crate::workspace::Workspace;
 
 /// Work (in FLOPs) below which a batch runs inline rather than being forked over a pool.
-/// Measured with `benches/predict_batch.rs` (see the README's "Performance" section): a fork and
-/// join over two threads costs a few microseconds, which is what this much work takes on one core.
+///
+/// An estimate, still to be confirmed on an idle machine: a fork and join over two pool threads
+/// costs a few microseconds when the second core is free, and 400 kFLOP is 5–10 µs of one
+/// AVX2 core. On the 2-core AMD Zen 3 it was tuned on, shared with other builds (load average
+/// 4–7), tiny-mlp b=512 (655 kFLOP, so inline) ran equally fast on 1 and 2 pool threads, while
+/// forking it made no measurable gain. Re-measure with
+/// `cargo bench --bench bench_main -- predict_batch` (t1 vs t2 around the cut-off).
 pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 400_000;
 
 /// Work (in FLOPs) of one layer below which it is not split by columns across threads (see
-/// [`CompileOptions::split_min_flops`]).
+/// [`CompileOptions::split_min_flops`]). An estimate like [`DEFAULT_PARALLEL_MIN_FLOPS`]: one
+/// `rayon::join` per layer costs ~1–2 µs on an idle second core, 200 kFLOP is ~4 µs of work.
+/// On the loaded development machine mnist-mlp b=1 (0.8 MFLOP in its first layer) was slower
+/// split over 2 threads than on 1 (the second core was busy), so this needs re-measuring.
 pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 200_000;
 
 /// Batches of at most this many rows are split across threads by output columns, layer by
 /// layer; larger ones by rows.
 const SMALL_BATCH_ROWS: usize = 16;
 
-/// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2.
+/// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2
+/// (512 KiB per core on Zen 3, 1 MiB on Zen 4/5): mnist-mlp gets 83-row blocks.
 const BLOCK_BYTES: usize = 512 * 1024;
 
 /// Weight bytes above which weights are streamed from DRAM (larger than a last-level cache
@@ -198,7 +207,7 @@ impl CompiledModel {
 
     /// Bytes of one workspace.
     pub fn workspace_bytes(&self) -> usize {
-        2 * 4 * self.block_rows * self.max_width
+        2 * 4 * self.block_rows * workspace_stride(self.max_width)
     }
 
     fn check_input(&self, x: &ArrayView2<'_, f32>) -> Result<()> {
@@ -336,7 +345,7 @@ impl Predictor for CompiledModel {
     }
 
     fn new_workspace(&self) -> Workspace {
-        Workspace::new(self.block_rows, self.max_width)
+        Workspace::new(self.block_rows, workspace_stride(self.max_width))
     }
 
     fn parallel_min_rows(&self) -> usize {
@@ -390,6 +399,18 @@ impl Predictor for CompiledModel {
         self.check_call(workspace, &x, &out)?;
         pool.install(|| self.run_block(workspace, x, out, threads));
         Ok(())
+    }
+}
+
+/// The row stride of workspace buffers: the widest activation, padded by one cache line when
+/// rows would otherwise lie a multiple of 1 KiB apart. A register tile reads 6 rows at once; at
+/// a 4 KiB-multiple stride (wide-mlp's 4096 floats) they all map to the same L1 set and evict
+/// each other (and alias in the load/store unit's 4K disambiguation).
+fn workspace_stride(max_width: usize) -> usize {
+    if (max_width * 4).is_multiple_of(1024) {
+        max_width + 16
+    } else {
+        max_width
     }
 }
 

@@ -169,6 +169,42 @@ impl Layer<'_, '_> {
         // Valid columns of each panel of the tile (the last panel of a layer may be narrower).
         let widths: [usize; NP] =
             std::array::from_fn(|p| NR.min(n_local.saturating_sub((p0 + p) * NR)));
+        let kc = pass.k1 - pass.k0;
+        let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k0 + kc]);
+        let ws: [&[f32]; NP] = std::array::from_fn(|p| {
+            &self.w.panel(first_panel + p)[pass.k0 * NR..(pass.k0 + kc) * NR]
+        });
+
+        // Fast path, full panels and an epilogue done in registers: accumulators are seeded
+        // straight from the bias (or the running sums) and stored straight into the output.
+        let registers_only = !pass.last
+            || matches!(
+                self.activation,
+                Activation::Identity | Activation::Relu | Activation::Softmax
+            );
+        if registers_only && widths.iter().all(|&w| w == NR) {
+            let dst: [[*mut f32; NP]; MR] = std::array::from_fn(|i| {
+                let row = out.row_mut(r0 + i);
+                std::array::from_fn(|p| row[(p0 + p) * NR..(p0 + p + 1) * NR].as_mut_ptr())
+            });
+            let seed: [[*const f32; NP]; MR] = if pass.first {
+                std::array::from_fn(|_| {
+                    std::array::from_fn(|p| {
+                        let c = self.col0 + (p0 + p) * NR;
+                        self.bias[c..c + NR].as_ptr()
+                    })
+                })
+            } else {
+                std::array::from_fn(|i| std::array::from_fn(|p| dst[i][p].cast_const()))
+            };
+            let relu = pass.last && self.activation == Activation::Relu;
+            // SAFETY: every `seed` and `dst` pointer covers `NR` floats (sliced above), the `dst`
+            // ranges are disjoint rows/panels of `out`, and this kernel runs only on CPUs with
+            // `L`'s instruction set (the entry points' contract).
+            unsafe { micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, seed, dst, relu) };
+            return;
+        }
+
         let mut acc = [[[0.0f32; NR]; NP]; MR];
         for (i, row_acc) in acc.iter_mut().enumerate() {
             for (p, a) in row_acc.iter_mut().enumerate() {
@@ -183,12 +219,20 @@ impl Layer<'_, '_> {
             }
         }
 
-        let kc = pass.k1 - pass.k0;
-        let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k0 + kc]);
-        let ws: [&[f32]; NP] = std::array::from_fn(|p| {
-            &self.w.panel(first_panel + p)[pass.k0 * NR..(pass.k0 + kc) * NR]
-        });
-        micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, &mut acc);
+        let ptrs: [[*mut f32; NP]; MR] =
+            std::array::from_fn(|i| std::array::from_fn(|p| acc[i][p].as_mut_ptr()));
+        // SAFETY: the pointers cover the `NR` floats of each accumulator array, and this kernel
+        // runs only on CPUs with `L`'s instruction set (the entry points' contract).
+        unsafe {
+            micro::<L, MR, NR, NP, NV>(
+                kc,
+                &xs,
+                &ws,
+                ptrs.map(|row| row.map(<*mut f32>::cast_const)),
+                ptrs,
+                false,
+            )
+        };
 
         for (i, row_acc) in acc.iter_mut().enumerate() {
             let dst = out.row_mut(r0 + i);
@@ -226,6 +270,12 @@ pub(super) trait Lanes {
     /// # Safety
     /// As `splat`.
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// ReLU per lane with the exact semantics of [`Activation::Relu`]: negative to `+0.0`,
+    /// NaN and `-0.0` kept.
+    ///
+    /// # Safety
+    /// As `splat`.
+    unsafe fn relu(v: Self::V) -> Self::V;
 }
 
 /// Plain Rust lanes for the portable kernel: `f32::mul_add` per element.
@@ -253,16 +303,28 @@ impl Lanes for Portable8 {
     unsafe fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|j| a[j].mul_add(b[j], c[j]))
     }
+    #[inline(always)]
+    unsafe fn relu(mut v: [f32; 8]) -> [f32; 8] {
+        Activation::Relu.apply_elementwise(&mut v);
+        v
+    }
 }
 
 /// `acc[i][p][j] = fma(xs[i][kk], ws[p][kk * NR + j], acc[i][p][j])` for `kk` in `0..kc`, in
-/// order, with `NR = NV * L::N` and the accumulators held in `MR * NP * NV` registers.
+/// order, with `NR = NV * L::N`, the accumulators held in `MR * NP * NV` registers, seeded from
+/// `seed[i][p]` and stored (through ReLU when `relu`) to `dst[i][p]`.
+///
+/// # Safety
+/// The CPU must support `L`'s instruction set; every `seed` pointer must be valid for reading
+/// `NR` floats and every `dst` pointer for writing `NR` floats (a `dst` may equal its `seed`).
 #[inline(always)]
-fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
+unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
     kc: usize,
     xs: &[&[f32]; MR],
     ws: &[&[f32]; NP],
-    acc: &mut [[[f32; NR]; NP]; MR],
+    seed: [[*const f32; NP]; MR],
+    dst: [[*mut f32; NP]; MR],
+    relu: bool,
 ) {
     assert_eq!(NV * L::N, NR);
     for x in xs {
@@ -273,16 +335,13 @@ fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: 
     }
     let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
     let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
-    // SAFETY: the kernel entry points (`super::x86`, `KernelKind::dense_columns`) run this only
-    // on CPUs with `L`'s instruction set. All pointers stay in bounds: `acc` rows hold
-    // `NR = NV * N` floats, and for `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]`
-    // `kc` rows of `NR` floats (asserted above). Unchecked reads keep bounds checks (a compare
-    // and branch per row per step) out of the innermost loop.
+    // SAFETY: the caller guarantees the instruction set and the `seed`/`dst` ranges. For
+    // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` `kc` rows of `NR` floats
+    // (asserted above). Unchecked reads keep bounds checks (a compare and branch per row per
+    // step) out of the innermost loop.
     unsafe {
         let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
-            std::array::from_fn(|p| {
-                std::array::from_fn(|v| L::load(acc[i][p][v * L::N..].as_ptr()))
-            })
+            std::array::from_fn(|p| std::array::from_fn(|v| L::load(seed[i][p].add(v * L::N))))
         });
         for kk in 0..kc {
             let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
@@ -297,10 +356,11 @@ fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: 
                 }
             }
         }
-        for i in 0..MR {
-            for p in 0..NP {
-                for v in 0..NV {
-                    L::store(acc[i][p][v * L::N..].as_mut_ptr(), a[i][p][v]);
+        for (row, row_dst) in a.iter().zip(&dst) {
+            for (panel, &panel_dst) in row.iter().zip(row_dst) {
+                for (v, &value) in panel.iter().enumerate() {
+                    let value = if relu { L::relu(value) } else { value };
+                    L::store(panel_dst.add(v * L::N), value);
                 }
             }
         }

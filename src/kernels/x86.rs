@@ -44,6 +44,13 @@ impl Lanes for Ymm {
         // SAFETY: the caller guarantees FMA.
         unsafe { _mm256_fmadd_ps(a, b, c) }
     }
+    #[inline(always)]
+    unsafe fn relu(v: __m256) -> __m256 {
+        // `max(0, v)` returns its second operand when either is NaN or both are zero, so NaN and
+        // -0.0 pass through exactly as in `Activation::Relu`.
+        // SAFETY: the caller guarantees AVX.
+        unsafe { _mm256_max_ps(_mm256_setzero_ps(), v) }
+    }
 }
 
 /// 16 lanes in a zmm register.
@@ -72,6 +79,12 @@ impl Lanes for Zmm {
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
         // SAFETY: the caller guarantees AVX-512F.
         unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn relu(v: __m512) -> __m512 {
+        // As for `Ymm::relu`: VMAXPS returns the second operand on NaN or equal zeros.
+        // SAFETY: the caller guarantees AVX-512F.
+        unsafe { _mm512_max_ps(_mm512_setzero_ps(), v) }
     }
 }
 
