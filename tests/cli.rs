@@ -102,9 +102,12 @@ fn default_run_classifies_the_digits_and_agrees_with_sklearn() {
     );
     assert!(text.contains("agreement    450/450"), "{text}");
     assert!(text.contains("batch time   p50"), "{text}");
+    // On one thread nothing is allocated per batch. (With a pool, rayon's job queue allocates a
+    // block now and then, which the per-batch figure shows honestly.)
+    let single = stdout(&infer(&["--threads", "1"]));
     assert!(
-        text.contains("allocated per batch: mean 0 B, max 0 B"),
-        "{text}"
+        single.contains("allocated per batch: mean 0 B, max 0 B"),
+        "{single}"
     );
 }
 
