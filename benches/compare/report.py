@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Turn a comparison run's JSON (run_engines.py --json, or the reference harness's) into the
+README's table and an SVG plot of our throughput relative to ONNX Runtime.
+
+Usage:  report.py RUN.json [--svg OUT.svg]      (the table goes to stdout, as markdown)
+No dependencies beyond the standard library: the SVG is written by hand.
+"""
+import argparse
+import json
+import math
+
+
+def cells(results):
+    by = {(r["model"], r["batch"], r["engine"], r["threads"]): r for r in results}
+    models = list(dict.fromkeys(r["model"] for r in results))
+    for model in models:
+        for batch in sorted({r["batch"] for r in results if r["model"] == model}):
+            for threads in sorted({r["threads"] for r in results}):
+                ort = by.get((model, batch, "ort", threads))
+                ours = by.get((model, batch, "ours", threads))
+                if ort and ours and "samples_per_s" in ort and "samples_per_s" in ours:
+                    yield model, batch, threads, ort, ours
+
+
+def us(v):
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
+
+
+def table(results):
+    rows = ["| model | batch | threads | ORT p50 / p99 | ours p50 / p99 | ORT GFLOP/s | ours GFLOP/s | ours/ORT |",
+            "|---|---:|---:|---|---|---:|---:|---:|"]
+    for model, batch, threads, ort, ours in cells(results):
+        ratio = ours["samples_per_s"] / ort["samples_per_s"]
+        rows.append(f"| {model} | {batch} | {threads} | {us(ort['median_us'])} / {us(ort['p99_us'])} | "
+                    f"{us(ours['median_us'])} / {us(ours['p99_us'])} | {ort['gflops']:.1f} | "
+                    f"{ours['gflops']:.1f} | {ratio:.2f} |")
+    return "\n".join(rows)
+
+
+def svg(results):
+    data = [(f"{m} b{b} t{t}", ours["samples_per_s"] / ort["samples_per_s"])
+            for m, b, t, ort, ours in cells(results)]
+    w, bar, left, top = 760, 14, 170, 30
+    h = top + bar * len(data) + 40
+    lo, hi = math.log10(0.25), math.log10(64)
+    x = lambda r: left + (math.log10(min(max(r, 0.25), 64)) - lo) / (hi - lo) * (w - left - 20)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="10">',
+           f'<text x="{left}" y="16" font-size="12">Throughput relative to ONNX Runtime (log scale; 1 = parity)</text>']
+    for tick in (0.25, 0.5, 1, 2, 4, 8, 16, 32, 64):
+        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" y2="{h - 36}" '
+                   f'stroke="{"#000" if tick == 1 else "#ddd"}"/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{h - 24}" text-anchor="middle">{tick:g}</text>')
+    for i, (label, ratio) in enumerate(data):
+        y = top + i * bar
+        colour = "#2a7" if ratio >= 1 else "#c44"
+        x0, x1 = sorted((x(1), x(ratio)))
+        out.append(f'<text x="{left - 6}" y="{y + bar - 4}" text-anchor="end">{label}</text>')
+        out.append(f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1):.1f}" height="{bar - 4}" fill="{colour}"/>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--svg")
+    a = ap.parse_args()
+    results = json.load(open(a.run))["results"]
+    print(table(results))
+    if a.svg:
+        with open(a.svg, "w") as f:
+            f.write(svg(results) + "\n")
+
+
+if __name__ == "__main__":
+    main()
