@@ -1,0 +1,71 @@
+//! Measures where forking a batch over two threads starts to pay, to set
+//! `DEFAULT_PARALLEL_MIN_FLOPS` and `DEFAULT_SPLIT_MIN_FLOPS`:
+//!
+//! ```text
+//! cargo run --release --example parallel_cutoff -- [MODEL]   # default: models/tiny-mlp
+//! ```
+//!
+//! For growing batch sizes it times the batch inline on one thread and forced over a two-thread
+//! pool (cut-offs set to zero), interleaved, and prints the medians and their ratio.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use densebatch::prelude::*;
+use ndarray::Array2;
+
+fn median_ns(
+    model: &CompiledModel,
+    pool: &rayon::ThreadPool,
+    ws: &mut [Workspace],
+    x: &Array2<f32>,
+    y: &mut Array2<f32>,
+) -> Result<f64> {
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        predict_batch(model, pool, ws, x.view(), y.view_mut())?;
+        times.push(t0.elapsed().as_nanos() as f64);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn main() -> Result<()> {
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "models/tiny-mlp".into());
+    let model = Model::load(&path)?;
+    let inline = model.compile(&CompileOptions {
+        parallel_min_flops: u64::MAX,
+        split_min_flops: u64::MAX,
+        ..Default::default()
+    })?;
+    let forked = model.compile(&CompileOptions {
+        parallel_min_flops: 1,
+        split_min_flops: 1,
+        ..Default::default()
+    })?;
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let two = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+    let (mut ws1, mut ws2) = (inline.new_workspaces(1), forked.new_workspaces(2));
+    println!("| batch | kFLOP | inline 1 thread µs | forked 2 threads µs | inline / forked |");
+    println!("|---:|---:|---:|---:|---:|");
+    for batch in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] {
+        let x = Array2::from_shape_fn((batch, inline.input_width()), |(i, j)| {
+            ((i * 31 + j * 17) % 97) as f32 / 48.0 - 1.0
+        });
+        let mut y = Array2::zeros((batch, inline.output_width()));
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            a.push(median_ns(&inline, &one, &mut ws1, &x, &mut y)?);
+            b.push(median_ns(&forked, &two, &mut ws2, &x, &mut y)?);
+        }
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        let (a, b) = (a[2] / 1e3, b[2] / 1e3);
+        let kflop = batch as f64 * inline.flops_per_sample() as f64 / 1e3;
+        println!("| {batch} | {kflop:.0} | {a:.2} | {b:.2} | {:.2} |", a / b);
+    }
+    Ok(())
+}
