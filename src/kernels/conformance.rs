@@ -154,7 +154,7 @@ macro_rules! conformance {
                 check($kernel, 13, 4099, 33, Activation::Softmax, 11);
                 // Several K-blocks and every small-row tile shape.
                 for m in 1..=8 {
-                    check($kernel, m, 777, 97, Activation::Gelu, 13 + m as u64);
+                    check($kernel, m, 2053, 97, Activation::Gelu, 13 + m as u64);
                 }
             }
 

@@ -22,9 +22,9 @@ const MR_MAX: usize = 6;
 /// packed in `NR`-wide panels. `col0` must be a multiple of `NR`; `bias` is the whole layer's.
 /// A row-wise activation (softmax) needs the call to cover every column.
 ///
-/// `kc` is the reduction length per pass (K-blocking): one pass keeps a `kc × NR` slice of a
-/// panel in L1 while every row tile of the block uses it, so each weight is read from memory
-/// once per call whatever the number of rows.
+/// `kc` is the longest reduction per pass (K-blocking; passes are evened out to at most `kc`):
+/// one pass keeps a `kc × NR` slice of a panel in cache while every row tile of the block uses
+/// it, so each weight is read from memory once per call whatever the number of rows.
 #[inline(always)]
 pub(super) fn dense_tiled<L: Lanes, const NR: usize, const NV: usize>(
     x: Rows<'_>,
@@ -47,7 +47,9 @@ pub(super) fn dense_tiled<L: Lanes, const NR: usize, const NV: usize>(
         panels: out.cols().div_ceil(NR),
     };
     if m > 0 {
-        let kc = kc.max(1);
+        // Equal passes (784 = 2 × 392, not 512 + 272): no short tail pass paying a full
+        // accumulator load and store for a few steps.
+        let kc = k.div_ceil(k.div_ceil(kc.max(1)).max(1)).max(1);
         let mut k0 = 0;
         loop {
             let k1 = k.min(k0 + kc);
