@@ -11,22 +11,19 @@ use rayon::ThreadPool;
 use crate::predictor::{Predictor, predict_row_split};
 use crate::workspace::Workspace;
 
-/// Work (in FLOPs) below which a batch runs inline rather than being forked over a pool.
+/// Work (in FLOPs) per task below which a batch runs inline rather than being forked over a pool.
 ///
-/// An estimate, still to be confirmed on an idle machine: a fork and join over two pool threads
-/// costs a few microseconds when the second core is free, and 400 kFLOP is 5–10 µs of one
-/// AVX2 core. On the 2-core AMD Zen 3 it was tuned on, shared with other builds (load average
-/// 4–7), tiny-mlp b=512 (655 kFLOP, so inline) ran equally fast on 1 and 2 pool threads, while
-/// forking it made no measurable gain. Re-measure with
-/// `cargo bench --bench bench_main -- predict_batch` (t1 vs t2 around the cut-off).
-pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 400_000;
+/// Measured with `cargo run --release --example parallel_cutoff` (inline on one thread vs forced
+/// over two, idle 2-core AMD Zen 3): tiny-mlp broke even at 1.3 MFLOP per batch (1024 rows) and
+/// gained 1.18× at 2.6 MFLOP; below that the fork and join (≈ 20 µs there) dominates. So a
+/// task must carry about 1 MFLOP.
+pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 
-/// Work (in FLOPs) of one layer below which it is not split by columns across threads (see
-/// [`CompileOptions::split_min_flops`]). An estimate like [`DEFAULT_PARALLEL_MIN_FLOPS`]: one
-/// `rayon::join` per layer costs ~1–2 µs on an idle second core, 200 kFLOP is ~4 µs of work.
-/// On the loaded development machine mnist-mlp b=1 (0.8 MFLOP in its first layer) was slower
-/// split over 2 threads than on 1 (the second core was busy), so this needs re-measuring.
-pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 200_000;
+/// Work (in FLOPs) of one layer below which a small batch does not split it by output columns
+/// (see [`CompileOptions::split_min_flops`]). Same probe on mnist-mlp: splitting every layer
+/// lost at batch 1 (0.8 and 0.5 MFLOP layers: 61 µs vs 43 µs inline), broke even at batch 2
+/// (1.6 and 1.0 MFLOP) and won 1.18–1.45× from batch 4 (≥ 3.2 MFLOP layers).
+pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 2_000_000;
 
 /// Batches of at most this many rows are split across threads by output columns, layer by
 /// layer; larger ones by rows.
