@@ -47,7 +47,7 @@ fn reference_models_match_their_npy_weights_and_onnx_runtime() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/refbench/models");
     if !models.is_dir() {
         eprintln!(
-            "skipped: run `python ../shared/refbench/make_models.py target/refbench/models` \
+            "skipped: run `python benches/compare/make_models.py target/refbench/models` \
              (numpy + onnx) to generate the reference models"
         );
         return;

@@ -82,7 +82,9 @@ fn tiny_mlp_matches_its_check_vectors() {
 fn reference_harness_models_match_their_check_vectors() {
     let root = Path::new("target/refbench/models");
     if !root.join("wide-mlp/manifest.json").exists() {
-        eprintln!("skipped: run .ci/run (or make_models.py into target/refbench/models) first");
+        eprintln!(
+            "skipped: run .ci/run (or benches/compare/make_models.py target/refbench/models) first"
+        );
         return;
     }
     for name in ["tiny-mlp", "mnist-mlp", "wide-mlp"] {
