@@ -177,23 +177,36 @@ fn write_tensors(
     fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
+/// Each layer's weight and bias as `(name, shape, little-endian f32 bytes)`, as a model file holds them.
+fn layer_tensors(layers: &[LayerWeights]) -> Vec<(String, Vec<usize>, Vec<u8>)> {
+    let bytes =
+        |values: ndarray::ArrayViewD<f32>| values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| {
+            let b = l.bias.as_ref().unwrap();
+            [
+                (
+                    format!("layers.{i}.weight"),
+                    l.weight.shape().to_vec(),
+                    bytes(l.weight.view().into_dyn()),
+                ),
+                (
+                    format!("layers.{i}.bias"),
+                    vec![b.len()],
+                    bytes(b.view().into_dyn()),
+                ),
+            ]
+        })
+        .collect()
+}
+
 #[test]
 fn wrong_dtype_and_missing_tensor() {
     let (dir, model) = saved("dtype");
-    let mut tensors = Vec::new();
-    for (i, l) in model.layers().iter().enumerate() {
-        // Store as I32 bit patterns: same byte count, wrong dtype.
-        let w: Vec<u8> = l.weight.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let b: Vec<u8> = l
-            .bias
-            .as_ref()
-            .unwrap()
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        tensors.push((format!("layers.{i}.weight"), l.weight.shape().to_vec(), w));
-        tensors.push((format!("layers.{i}.bias"), vec![b.len() / 4], b));
-    }
+    // Store as I32 bit patterns: same byte count, wrong dtype.
+    let tensors = layer_tensors(model.layers());
     let named: Vec<_> = tensors
         .iter()
         .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
@@ -243,25 +256,7 @@ fn non_finite_weights_are_refused() {
     let (dir, model) = saved("nan-file");
     let mut layers = model.layers().to_vec();
     layers[1].bias.as_mut().unwrap()[2] = f32::INFINITY;
-    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = layers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, l)| {
-            let b = l.bias.as_ref().unwrap();
-            [
-                (
-                    format!("layers.{i}.weight"),
-                    l.weight.shape().to_vec(),
-                    l.weight.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
-                (
-                    format!("layers.{i}.bias"),
-                    vec![b.len()],
-                    b.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
-            ]
-        })
-        .collect();
+    let tensors = layer_tensors(&layers);
     let named: Vec<_> = tensors
         .iter()
         .map(|(n, s, d)| (n.as_str(), s.clone(), d.clone()))
