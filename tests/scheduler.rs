@@ -58,6 +58,39 @@ fn batches_close_when_full() {
 }
 
 #[test]
+fn replies_arrive_whether_the_worker_and_caller_spin_or_sleep() {
+    // No spinning, the default, and spins far longer than the gaps between requests.
+    for spin in [Duration::ZERO, ModelConfig::default().idle_spin, PATIENCE] {
+        let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
+        let m = model(1, OnMarker::Block);
+        let config = ModelConfig::default()
+            .max_batch_size(1)
+            .idle_spin(spin)
+            .reply_spin(spin);
+        scheduler.load("m", m.clone(), config).unwrap();
+        // A reply that comes long after the caller started waiting (beyond a short spin).
+        let held = scheduler.try_submit("m", row(&[MARKER])).unwrap();
+        m.entered_rx.recv_timeout(PATIENCE).unwrap();
+        let releaser = thread::spawn({
+            let m = m.clone();
+            move || {
+                thread::sleep(Duration::from_millis(5));
+                m.release_tx.send(()).unwrap();
+            }
+        });
+        assert_eq!(held.wait().unwrap().column(0).to_vec(), [MARKER]);
+        releaser.join().unwrap();
+        // Requests after idle gaps longer than a short spin: the worker sleeps and wakes.
+        for i in 0..5 {
+            thread::sleep(Duration::from_millis(2));
+            let h = scheduler.try_submit("m", row(&[i as f32])).unwrap();
+            assert_eq!(h.wait().unwrap().column(0).to_vec(), [i as f32], "{spin:?}");
+        }
+        scheduler.shutdown();
+    }
+}
+
+#[test]
 fn multi_row_requests_that_do_not_fit_open_the_next_batch() {
     let (scheduler, records) = scheduler_with_records();
     let config = ModelConfig::default()

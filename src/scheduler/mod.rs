@@ -314,7 +314,7 @@ impl Scheduler {
         let request = validate(&handle, request).inspect_err(|_| {
             bump(&handle.shared.counters.rejected_invalid, 1);
         })?;
-        let (responder, reply) = Responder::pair();
+        let (responder, reply) = Responder::pair(handle.shared.config.reply_spin);
         let pending = Pending {
             request,
             submitted: Instant::now(),

@@ -162,11 +162,20 @@ impl SubmitError {
 #[derive(Debug)]
 pub struct ReplyHandle {
     receiver: oneshot::Receiver<Reply>,
+    /// How long `wait` polls before it sleeps (the model's `reply_spin`).
+    spin: Duration,
 }
 
 impl ReplyHandle {
-    /// Blocks until the reply arrives.
+    /// Blocks until the reply arrives. It polls for the model's
+    /// [`reply_spin`](crate::ModelConfig::reply_spin) first, then sleeps.
     pub fn wait(self) -> Reply {
+        if !self.spin.is_zero() {
+            let until = Instant::now() + self.spin;
+            while !self.receiver.has_message() && Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        }
         self.receiver.recv().unwrap_or(Err(RequestError::Dropped))
     }
 
@@ -222,13 +231,14 @@ pub(crate) struct Responder {
 }
 
 impl Responder {
-    pub(crate) fn pair() -> (Responder, ReplyHandle) {
+    /// A responder and its handle, whose `wait` polls for `spin` before sleeping.
+    pub(crate) fn pair(spin: Duration) -> (Responder, ReplyHandle) {
         let (sender, receiver) = oneshot::channel();
         (
             Responder {
                 sender: Some(sender),
             },
-            ReplyHandle { receiver },
+            ReplyHandle { receiver, spin },
         )
     }
 

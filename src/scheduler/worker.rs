@@ -202,9 +202,9 @@ impl Worker {
         loop {
             let first = match self.carry.take() {
                 Some(p) => p,
-                None => match queue.recv() {
-                    Ok(p) => p,
-                    Err(_) => return, // closed and empty: drained
+                None => match self.next_request(queue) {
+                    Some(p) => p,
+                    None => return, // closed and empty: drained
                 },
             };
             let opened = Instant::now();
@@ -217,6 +217,24 @@ impl Worker {
             let reason = self.gather(queue);
             self.run_batch(reason, opened, alloc);
         }
+    }
+
+    /// Waits for the request that opens the next batch, polling for the model's `idle_spin`
+    /// before sleeping; `None` once the queue is closed and empty.
+    fn next_request(&self, queue: &Receiver<Pending>) -> Option<Pending> {
+        let spin = self.shared.config.idle_spin;
+        if !spin.is_zero() {
+            let until = Instant::now() + spin;
+            loop {
+                match queue.try_recv() {
+                    Ok(p) => return Some(p),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) if Instant::now() >= until => break,
+                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
+                }
+            }
+        }
+        queue.recv().ok()
     }
 
     /// Adds `pending` to the batch unless it was cancelled or has expired.
