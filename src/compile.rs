@@ -349,6 +349,11 @@ impl Predictor for CompiledModel {
         self.parallel_min_rows
     }
 
+    /// One block: the rows the workspace holds.
+    fn chunk_rows(&self) -> usize {
+        self.block_rows
+    }
+
     fn predict_into(
         &self,
         workspace: &mut Workspace,

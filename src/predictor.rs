@@ -1,6 +1,7 @@
 //! The `Predictor` trait: what the batch runner and the scheduler need from a model.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2, ArrayViewD, ArrayViewMut2, Axis};
 use rayon::ThreadPool;
@@ -38,6 +39,12 @@ pub trait Predictor: Send + Sync + fmt::Debug {
     /// The fewest rows worth handing to a separate thread; smaller batches run inline.
     fn parallel_min_rows(&self) -> usize {
         1
+    }
+
+    /// Rows per chunk of a batch split by rows (see [`Predictor::predict_batch_into`]); chunks
+    /// are evened out to about this size. Each chunk reads all the weights once.
+    fn chunk_rows(&self) -> usize {
+        64
     }
 
     /// Runs the batch `x` into `out` on the calling thread, using `workspace` as scratch.
@@ -82,9 +89,10 @@ pub trait Predictor: Send + Sync + fmt::Debug {
         }
     }
 
-    /// Runs a batch on `pool`: the rows are cut into one contiguous block per task, each task
-    /// carries its block through all layers with its own workspace. Batches too small to pay
-    /// for a fork (see [`Predictor::parallel_min_rows`]) run inline on the caller's thread.
+    /// Runs a batch on `pool`: one task per pool thread, each with its own workspace, takes
+    /// chunks of contiguous rows (about [`Predictor::chunk_rows`]) and carries each through all
+    /// layers until none is left. Batches too small to pay for a fork (see
+    /// [`Predictor::parallel_min_rows`]) run inline on the caller's thread.
     ///
     /// `workspaces` needs one entry per pool thread.
     ///
@@ -102,15 +110,18 @@ pub trait Predictor: Send + Sync + fmt::Debug {
     }
 }
 
-/// The row split behind [`Predictor::predict_batch_into`]: contiguous blocks of rows, one per
-/// task, each carried through all layers by one thread with its own workspace; inline below
-/// [`Predictor::parallel_min_rows`] rows per task.
+/// The row split behind [`Predictor::predict_batch_into`]: one task per workspace (at most one
+/// per pool thread), inline below [`Predictor::parallel_min_rows`] rows per task. The rows are
+/// cut into even chunks of about [`Predictor::chunk_rows`], the same number for every task, and
+/// each task takes the next unclaimed chunk until none is left: a thread slowed down by something else on
+/// its core (other processes, a busy hypervisor) takes fewer chunks instead of holding the whole
+/// batch back. Each chunk runs through all layers on one thread with that thread's workspace.
 pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     model: &P,
     pool: &ThreadPool,
     workspaces: &mut [Workspace],
     x: ArrayView2<'_, f32>,
-    out: ArrayViewMut2<'_, f32>,
+    mut out: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
     let rows = x.nrows();
     let tasks = (rows / model.parallel_min_rows().max(1)).clamp(1, pool.current_num_threads());
@@ -135,40 +146,94 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
             got: [out.nrows(), out.ncols()],
         });
     }
-    pool.install(|| fork(model, &mut workspaces[..tasks], x, out, 0))
+    // Whole blocks of even size, at least one per task.
+    let blocks = rows.div_ceil(model.chunk_rows().max(1));
+    let chunk = rows.div_ceil(blocks.div_ceil(tasks) * tasks);
+    // Chunks are handed out under a lock (a futex: no allocation), one per claim; a claim costs
+    // far less than the chunk's compute.
+    let chunks = Mutex::new(
+        x.axis_chunks_iter(Axis(0), chunk)
+            .zip(out.axis_chunks_iter_mut(Axis(0), chunk))
+            .enumerate(),
+    );
+    pool.install(|| fork(model, &mut workspaces[..tasks], &chunks, chunk))
 }
 
-/// Splits rows and workspaces in halves recursively with `rayon::join`, which keeps its jobs on
-/// the stack: no allocation per batch.
-fn fork<P: Predictor + ?Sized>(
+/// Starts one task per workspace by splitting the workspaces in halves recursively with
+/// `rayon::join`, which keeps its jobs on the stack: no allocation per batch.
+fn fork<'x, 'o, P, I>(
     model: &P,
     workspaces: &mut [Workspace],
-    x: ArrayView2<'_, f32>,
-    out: ArrayViewMut2<'_, f32>,
-    first_row: usize,
-) -> Result<()> {
-    if workspaces.len() == 1 {
-        return model
-            .predict_into(&mut workspaces[0], x, out)
-            .map_err(|e| match e {
+    chunks: &Mutex<I>,
+    chunk_rows: usize,
+) -> Result<()>
+where
+    P: Predictor + ?Sized,
+    // The chunks not yet claimed: (index, input rows, output rows).
+    I: Iterator<Item = (usize, (ArrayView2<'x, f32>, ArrayViewMut2<'o, f32>))> + Send,
+{
+    if let [workspace] = workspaces {
+        return drain_chunks(model, workspace, chunks, chunk_rows);
+    }
+    let half = workspaces.len() / 2;
+    let (ws_left, ws_right) = workspaces.split_at_mut(half);
+    let (left, right) = rayon::join(
+        || fork(model, ws_left, chunks, chunk_rows),
+        || fork(model, ws_right, chunks, chunk_rows),
+    );
+    match (left, right) {
+        (Err(a), Err(b)) => Err(earlier_error(a, b)),
+        (left, right) => left.and(right),
+    }
+}
+
+/// One task: claims and runs chunks until none is left. It keeps going after an error so that
+/// the error finally reported (the earliest row's) does not depend on which thread got where.
+fn drain_chunks<'x, 'o, P, I>(
+    model: &P,
+    workspace: &mut Workspace,
+    chunks: &Mutex<I>,
+    chunk_rows: usize,
+) -> Result<()>
+where
+    P: Predictor + ?Sized,
+    I: Iterator<Item = (usize, (ArrayView2<'x, f32>, ArrayViewMut2<'o, f32>))> + Send,
+{
+    let mut first_error: Option<Error> = None;
+    loop {
+        // A panic in another task poisons the lock; the data (an iterator) is still sound.
+        let next = chunks.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let Some((index, (x, out))) = next else {
+            break;
+        };
+        if let Err(e) = model.predict_into(workspace, x, out) {
+            let e = match e {
                 Error::NonFiniteInput { row, col, value } => Error::NonFiniteInput {
-                    row: row + first_row,
+                    row: row + index * chunk_rows,
                     col,
                     value,
                 },
                 other => other,
+            };
+            first_error = Some(match first_error {
+                Some(earlier) => earlier_error(earlier, e),
+                None => e,
             });
+        }
     }
-    let half = workspaces.len() / 2;
-    let mid = x.nrows() * half / workspaces.len();
-    let (ws_left, ws_right) = workspaces.split_at_mut(half);
-    let (x_left, x_right) = x.split_at(Axis(0), mid);
-    let (out_left, out_right) = out.split_at(Axis(0), mid);
-    let (left, right) = rayon::join(
-        || fork(model, ws_left, x_left, out_left, first_row),
-        || fork(model, ws_right, x_right, out_right, first_row + mid),
-    );
-    left.and(right)
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Of two errors from the same batch, the one about the earlier row (else the first).
+fn earlier_error(a: Error, b: Error) -> Error {
+    match (&a, &b) {
+        (Error::NonFiniteInput { row: ra, .. }, Error::NonFiniteInput { row: rb, .. })
+            if rb < ra =>
+        {
+            b
+        }
+        _ => a,
+    }
 }
 
 /// Runs `x` through `model` on `pool` into `out`: the free-function spelling of

@@ -169,6 +169,48 @@ fn non_finite_input_rejected_by_default_with_its_position() {
 }
 
 #[test]
+fn the_earliest_bad_row_is_reported_whatever_the_threads() {
+    // Small blocks: a 300-row batch becomes many chunks claimed by whichever thread is free.
+    let (_, m) = compiled(CompileOptions {
+        parallel_min_flops: 1,
+        block_rows: Some(8),
+        ..CompileOptions::default()
+    });
+    let mut x = input(300, 6, 1);
+    for row in [290, 97, 41, 180] {
+        x[[row, 2]] = f32::NAN;
+    }
+    for threads in 1..=4 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let mut ws = m.new_workspaces(threads);
+        for _ in 0..20 {
+            let err = predict_batch(
+                &m,
+                &pool,
+                &mut ws,
+                x.view(),
+                Array2::zeros((300, 4)).view_mut(),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::NonFiniteInput {
+                        row: 41,
+                        col: 2,
+                        ..
+                    }
+                ),
+                "{threads} threads: {err}"
+            );
+        }
+    }
+}
+
+#[test]
 fn non_finite_input_propagates_when_asked() {
     let (_, m) = compiled(CompileOptions {
         non_finite_input: NonFiniteInput::Propagate,
