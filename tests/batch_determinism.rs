@@ -113,3 +113,20 @@ fn hidden_gelu_and_identity_output_are_bit_identical() -> Result<()> {
     check_batches(&compiled, &reference, &x, &[1, 2, 3, 5, 8, 16, 17, 64, 120]);
     Ok(())
 }
+
+#[test]
+fn weights_larger_than_a_cache_share_are_bit_identical() -> Result<()> {
+    // 1100 × 2100 + 2100 × 9 floats ≈ 9.3 MB: past the streamed-weights threshold, so batches
+    // below 64 rows per thread are split by columns and larger ones by rows in 256-row blocks.
+    let model = Model::random(&[1100, 2100, 9], Activation::Tanh, Activation::Softmax, 5);
+    let x = input(300, 1100);
+    let reference = model.predict_reference(x.view())?;
+    let compiled = model.compile(&CompileOptions::default())?;
+    check_batches(
+        &compiled,
+        &reference,
+        &x,
+        &[1, 7, 17, 63, 64, 127, 128, 129, 255, 256, 257, 300],
+    );
+    Ok(())
+}
