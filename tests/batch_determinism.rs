@@ -89,6 +89,7 @@ fn awkward_widths_are_bit_identical_on_every_path() -> Result<()> {
                 block_rows: Some(13),
                 parallel_min_flops: 1,
                 split_min_flops: 1,
+                prefetch_weights: Some(true),
                 ..CompileOptions::default()
             },
         ];

@@ -118,17 +118,28 @@ impl Layer<'_, '_> {
             let mut r = 0;
             for t in 0..tiles {
                 let rows = base + usize::from(t < extra);
+                // Weights streamed from DRAM: the first tile, which waits for this panel's slice,
+                // also asks for the next one, so that memory stays busy while the other tiles
+                // compute from cache and the next first tile does not wait.
+                let next = (self.w.prefetch() && t == 0 && p + 1 < self.panels)
+                    .then(|| self.slice::<NR>(p + 1, pass));
                 match rows {
-                    6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out),
-                    5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out),
-                    4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out),
-                    3 => self.tile::<L, 3, NR, 1, NV>(r, p, pass, out),
-                    2 => self.tile::<L, 2, NR, 1, NV>(r, p, pass, out),
-                    _ => self.tile::<L, 1, NR, 1, NV>(r, p, pass, out),
+                    6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out, next),
+                    5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out, next),
+                    4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out, next),
+                    3 => self.tile::<L, 3, NR, 1, NV>(r, p, pass, out, next),
+                    2 => self.tile::<L, 2, NR, 1, NV>(r, p, pass, out, next),
+                    _ => self.tile::<L, 1, NR, 1, NV>(r, p, pass, out, next),
                 }
                 r += rows;
             }
         }
+    }
+
+    /// Local panel `p`'s weights for the pass's reduction range.
+    #[inline(always)]
+    fn slice<const NR: usize>(&self, p: usize, pass: &Pass) -> &[f32] {
+        &self.w.panel(self.col0 / NR + p)[pass.k0 * NR..pass.k1 * NR]
     }
 
     /// Rows `r0..r0 + MR` against every panel, `NP` panels per tile.
@@ -147,17 +158,18 @@ impl Layer<'_, '_> {
     ) {
         let mut p = 0;
         while p + NP <= self.panels {
-            self.tile::<L, MR, NR, NP, NV>(r0, p, pass, out);
+            self.tile::<L, MR, NR, NP, NV>(r0, p, pass, out, None);
             p += NP;
         }
         while p < self.panels {
-            self.tile::<L, MR, NR, 1, NV>(r0, p, pass, out);
+            self.tile::<L, MR, NR, 1, NV>(r0, p, pass, out, None);
             p += 1;
         }
     }
 
     /// The microkernel: rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1`,
-    /// accumulated in registers, with bias seeding and activation in the epilogue.
+    /// accumulated in registers, with bias seeding and activation in the epilogue. `prefetch`,
+    /// as long as the pass's panel slice, is pulled towards the cache along the way.
     #[inline(always)]
     fn tile<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
         &self,
@@ -165,6 +177,7 @@ impl Layer<'_, '_> {
         p0: usize,
         pass: &Pass,
         out: &mut RowsMut<'_>,
+        prefetch: Option<&[f32]>,
     ) {
         let n_local = out.cols();
         let first_panel = self.col0 / NR + p0;
@@ -203,7 +216,7 @@ impl Layer<'_, '_> {
             // SAFETY: every `seed` and `dst` pointer covers `NR` floats (sliced above), the `dst`
             // ranges are disjoint rows/panels of `out`, and this kernel runs only on CPUs with
             // `L`'s instruction set (the entry points' contract).
-            unsafe { micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, seed, dst, relu) };
+            unsafe { micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, seed, dst, relu, prefetch) };
             return;
         }
 
@@ -233,6 +246,7 @@ impl Layer<'_, '_> {
                 ptrs.map(|row| row.map(<*mut f32>::cast_const)),
                 ptrs,
                 false,
+                prefetch,
             )
         };
 
@@ -278,6 +292,11 @@ pub(super) trait Lanes {
     /// # Safety
     /// As `splat`.
     unsafe fn relu(v: Self::V) -> Self::V;
+    /// Asks for the cache line holding `p` to be brought into L2; never faults.
+    ///
+    /// # Safety
+    /// As `splat`.
+    unsafe fn prefetch(p: *const f32);
 }
 
 /// Plain Rust lanes for the portable kernel: `f32::mul_add` per element.
@@ -310,11 +329,14 @@ impl Lanes for Portable8 {
         Activation::Relu.apply_elementwise(&mut v);
         v
     }
+    #[inline(always)]
+    unsafe fn prefetch(_: *const f32) {}
 }
 
 /// `acc[i][p][j] = fma(xs[i][kk], ws[p][kk * NR + j], acc[i][p][j])` for `kk` in `0..kc`, in
 /// order, with `NR = NV * L::N`, the accumulators held in `MR * NP * NV` registers, seeded from
-/// `seed[i][p]` and stored (through ReLU when `relu`) to `dst[i][p]`.
+/// `seed[i][p]` and stored (through ReLU when `relu`) to `dst[i][p]`. With `prefetch` (at least
+/// `kc * NR` floats), step `kk` also prefetches the cache lines of `prefetch[kk * NR..][..NR]`.
 ///
 /// # Safety
 /// The CPU must support `L`'s instruction set; every `seed` pointer must be valid for reading
@@ -327,8 +349,12 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
     seed: [[*const f32; NP]; MR],
     dst: [[*mut f32; NP]; MR],
     relu: bool,
+    prefetch: Option<&[f32]>,
 ) {
     assert_eq!(NV * L::N, NR);
+    if let Some(pf) = prefetch {
+        assert!(pf.len() >= kc * NR);
+    }
     for x in xs {
         assert!(x.len() >= kc);
     }
@@ -338,14 +364,20 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
     let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
     let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
     // SAFETY: the caller guarantees the instruction set and the `seed`/`dst` ranges. For
-    // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` `kc` rows of `NR` floats
-    // (asserted above). Unchecked reads keep bounds checks (a compare and branch per row per
+    // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` and `prefetch` `kc` rows of
+    // `NR` floats (asserted above). Unchecked reads keep bounds checks (a compare and branch per row per
     // step) out of the innermost loop.
     unsafe {
         let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
             std::array::from_fn(|p| std::array::from_fn(|v| L::load(seed[i][p].add(v * L::N))))
         });
         for kk in 0..kc {
+            if let Some(pf) = prefetch {
+                // One 64-byte line per 16 floats.
+                for line in 0..NR.div_ceil(16) {
+                    L::prefetch(pf.as_ptr().add(kk * NR + line * 16));
+                }
+            }
             let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
                 std::array::from_fn(|v| L::load(wp[p].add(kk * NR + v * L::N)))
             });

@@ -11,6 +11,8 @@ pub(crate) struct PackedWeights {
     n: usize,
     nr: usize,
     data: Vec<f32>,
+    /// Whether kernels prefetch the next panel (for weights streamed from DRAM).
+    prefetch: bool,
 }
 
 impl PackedWeights {
@@ -32,7 +34,24 @@ impl PackedWeights {
                 }
             }
         }
-        PackedWeights { k, n, nr, data }
+        PackedWeights {
+            k,
+            n,
+            nr,
+            data,
+            prefetch: false,
+        }
+    }
+
+    /// Asks kernels to prefetch each next panel: worth it when the weights come from DRAM.
+    pub(crate) fn with_prefetch(mut self, prefetch: bool) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// Whether kernels prefetch each next panel.
+    pub(crate) fn prefetch(&self) -> bool {
+        self.prefetch
     }
 
     /// Rows of `W` (the reduction length).

@@ -51,6 +51,11 @@ impl Lanes for Ymm {
         // SAFETY: the caller guarantees AVX.
         unsafe { _mm256_max_ps(_mm256_setzero_ps(), v) }
     }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
 }
 
 /// 16 lanes in a zmm register.
@@ -85,6 +90,11 @@ impl Lanes for Zmm {
         // As for `Ymm::relu`: VMAXPS returns the second operand on NaN or equal zeros.
         // SAFETY: the caller guarantees AVX-512F.
         unsafe { _mm512_max_ps(_mm512_setzero_ps(), v) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
 }
 

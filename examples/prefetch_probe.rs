@@ -1,0 +1,64 @@
+//! Measures what weight prefetching does for one model, batch size and thread count:
+//!
+//! ```text
+//! cargo run --release --example prefetch_probe -- MODEL_DIR BATCH THREADS [REPS]
+//! ```
+//!
+//! Compiles the model twice, prefetching off and on ([`CompileOptions::prefetch_weights`]), and
+//! alternates the two call by call, so that both see the same machine; prints each one's median
+//! and the median of the paired speed-ups. This is the measurement behind the default (on for
+//! weights streamed from DRAM).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use densebatch::prelude::*;
+use ndarray::Array2;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model_dir, batch, threads, rest @ ..] = args.as_slice() else {
+        bail!("usage: prefetch_probe MODEL_DIR BATCH THREADS [REPS]");
+    };
+    let batch: usize = batch.parse().context("BATCH")?;
+    let threads: usize = threads.parse().context("THREADS")?;
+    let reps: usize = rest.first().map_or(Ok(30), |r| r.parse()).context("REPS")?;
+    let model = Model::load(model_dir)?;
+    let compile = |prefetch| {
+        model.compile(&CompileOptions {
+            prefetch_weights: Some(prefetch),
+            ..CompileOptions::default()
+        })
+    };
+    let (off, on) = (compile(false)?, compile(true)?);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let mut workspaces = off.new_workspaces(threads);
+    let x = Array2::from_shape_fn((batch, off.input_width()), |(i, j)| {
+        (((i * 7919 + j * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7
+    });
+    let mut y = Array2::<f32>::zeros((batch, off.output_width()));
+    let (mut t_off, mut t_on) = (Vec::new(), Vec::new());
+    for rep in 0..reps + 3 {
+        for (compiled, times) in [(&off, &mut t_off), (&on, &mut t_on)] {
+            let start = Instant::now();
+            predict_batch(compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
+            if rep >= 3 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let speedups = t_off.iter().zip(&t_on).map(|(a, b)| a / b).collect();
+    println!(
+        "batch {batch}, {threads} threads: prefetch off {:.3} ms, on {:.3} ms (medians); paired speed-up on/off {:.3}",
+        median(t_off) * 1e3,
+        median(t_on) * 1e3,
+        median(speedups)
+    );
+    Ok(())
+}
