@@ -74,8 +74,8 @@ pub struct ModelConfig {
     /// virtual machine); the price is that much CPU per idle spell. Zero sleeps at once.
     pub idle_spin: Duration,
     /// How long [`crate::ReplyHandle::wait`] polls for the reply before it sleeps; the same
-    /// trade on the caller's side. Set it near the expected compute time of a request to keep
-    /// the wake-up out of small requests' latency.
+    /// trade on the caller's side (default zero). Set it a little above the expected latency of
+    /// a request to keep the caller's wake-up out of it, when few callers wait at once.
     pub reply_spin: Duration,
 }
 
@@ -86,10 +86,12 @@ impl Default for ModelConfig {
             queue_capacity: 1024,
             warmup_rounds: 2,
             reject_non_finite: true,
-            // Long enough to cover a small model's single-row compute and a client's next
-            // submit; short enough that an idle worker or a waiting caller costs little CPU.
+            // Long enough to catch a client's next submit right after a reply; short enough that
+            // an idle worker (one per model) costs little CPU.
             idle_spin: Duration::from_micros(50),
-            reply_spin: Duration::from_micros(50),
+            // Off: with many callers waiting at once, each spinning would take CPU from the
+            // batches they wait for. A single latency-sensitive caller should turn it on.
+            reply_spin: Duration::ZERO,
         }
     }
 }
