@@ -395,8 +395,9 @@ impl Predictor for CompiledModel {
     /// Small batches (at most [`SMALL_BATCH_ROWS`] rows, or fewer than
     /// [`STREAMED_ROWS_PER_THREAD`] per thread when the weights come from DRAM; one block) run
     /// layer by layer with each layer's output columns split over the pool, so every thread
-    /// streams a disjoint part of the weights; larger batches are split by rows ([`Predictor::predict_batch_into`]'s
-    /// default). Either way each output is the same FMA chain, so the bits do not change.
+    /// streams a disjoint part of the weights; larger batches are split by rows
+    /// ([`Predictor::predict_batch_into`]'s default). Either way each output is the same FMA
+    /// chain, so the bits do not change.
     fn predict_batch_into(
         &self,
         pool: &ThreadPool,

@@ -365,8 +365,8 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
     let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
     // SAFETY: the caller guarantees the instruction set and the `seed`/`dst` ranges. For
     // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` and `prefetch` `kc` rows of
-    // `NR` floats (asserted above). Unchecked reads keep bounds checks (a compare and branch per row per
-    // step) out of the innermost loop.
+    // `NR` floats (asserted above). Unchecked reads keep bounds checks (a compare and branch
+    // per row per step) out of the innermost loop.
     unsafe {
         let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
             std::array::from_fn(|p| std::array::from_fn(|v| L::load(seed[i][p].add(v * L::N))))
