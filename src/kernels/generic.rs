@@ -351,9 +351,41 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
     relu: bool,
     prefetch: Option<&[f32]>,
 ) {
+    // Two instantiations, so that the loop without prefetching carries no test for it (a
+    // run-time test in the loop measured 6–16 % slower on mnist-mlp).
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match prefetch {
+            Some(pf) => micro_loop::<L, MR, NR, NP, NV, true>(kc, xs, ws, seed, dst, relu, pf),
+            None => micro_loop::<L, MR, NR, NP, NV, false>(kc, xs, ws, seed, dst, relu, &[]),
+        }
+    }
+}
+
+/// [`micro`] with prefetching chosen at compile time (`PF`).
+///
+/// # Safety
+/// As [`micro`].
+#[inline(always)]
+unsafe fn micro_loop<
+    L: Lanes,
+    const MR: usize,
+    const NR: usize,
+    const NP: usize,
+    const NV: usize,
+    const PF: bool,
+>(
+    kc: usize,
+    xs: &[&[f32]; MR],
+    ws: &[&[f32]; NP],
+    seed: [[*const f32; NP]; MR],
+    dst: [[*mut f32; NP]; MR],
+    relu: bool,
+    prefetch: &[f32],
+) {
     assert_eq!(NV * L::N, NR);
-    if let Some(pf) = prefetch {
-        assert!(pf.len() >= kc * NR);
+    if PF {
+        assert!(prefetch.len() >= kc * NR);
     }
     for x in xs {
         assert!(x.len() >= kc);
@@ -372,10 +404,10 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
             std::array::from_fn(|p| std::array::from_fn(|v| L::load(seed[i][p].add(v * L::N))))
         });
         for kk in 0..kc {
-            if let Some(pf) = prefetch {
+            if PF {
                 // One 64-byte line per 16 floats.
                 for line in 0..NR.div_ceil(16) {
-                    L::prefetch(pf.as_ptr().add(kk * NR + line * 16));
+                    L::prefetch(prefetch.as_ptr().add(kk * NR + line * 16));
                 }
             }
             let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
