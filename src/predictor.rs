@@ -113,9 +113,10 @@ pub trait Predictor: Send + Sync + fmt::Debug {
 /// The row split behind [`Predictor::predict_batch_into`]: one task per workspace (at most one
 /// per pool thread), inline below [`Predictor::parallel_min_rows`] rows per task. The rows are
 /// cut into even chunks of about [`Predictor::chunk_rows`], the same number for every task, and
-/// each task takes the next unclaimed chunk until none is left: a thread slowed down by something else on
-/// its core (other processes, a busy hypervisor) takes fewer chunks instead of holding the whole
-/// batch back. Each chunk runs through all layers on one thread with that thread's workspace.
+/// each task takes the next unclaimed chunk until none is left: a thread slowed down by
+/// something else on its core (other processes, a busy hypervisor) takes fewer chunks instead
+/// of holding the whole batch back. Each chunk runs through all layers on one thread with that
+/// thread's workspace.
 pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     model: &P,
     pool: &ThreadPool,
