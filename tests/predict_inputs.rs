@@ -116,6 +116,17 @@ fn empty_batch_gives_empty_output() {
     .unwrap();
 }
 
+/// The error `predict_batch` gives for `x` on a pool of `threads`.
+fn batch_error(m: &CompiledModel, threads: usize, x: &Array2<f32>) -> Error {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut ws = m.new_workspaces(threads);
+    let mut out = Array2::zeros((x.nrows(), m.output_width()));
+    predict_batch(m, &pool, &mut ws, x.view(), out.view_mut()).unwrap_err()
+}
+
 #[test]
 fn non_finite_input_rejected_by_default_with_its_position() {
     let (_, m) = compiled(CompileOptions {
@@ -137,19 +148,7 @@ fn non_finite_input_rejected_by_default_with_its_position() {
         "{err}"
     );
     // Through the pool the row still refers to the whole batch.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
-    let mut ws = m.new_workspaces(2);
-    let err = predict_batch(
-        &m,
-        &pool,
-        &mut ws,
-        x.view(),
-        Array2::zeros((300, 4)).view_mut(),
-    )
-    .unwrap_err();
+    let err = batch_error(&m, 2, &x);
     assert!(
         matches!(
             err,
@@ -181,20 +180,8 @@ fn the_earliest_bad_row_is_reported_whatever_the_threads() {
         x[[row, 2]] = f32::NAN;
     }
     for threads in 1..=4 {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        let mut ws = m.new_workspaces(threads);
         for _ in 0..20 {
-            let err = predict_batch(
-                &m,
-                &pool,
-                &mut ws,
-                x.view(),
-                Array2::zeros((300, 4)).view_mut(),
-            )
-            .unwrap_err();
+            let err = batch_error(&m, threads, &x);
             assert!(
                 matches!(
                     err,
