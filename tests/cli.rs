@@ -46,6 +46,17 @@ fn infer(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs the binary and asserts it succeeded, showing its stderr if not.
+fn infer_ok(args: &[&str]) -> Output {
+    let out = infer(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -89,12 +100,7 @@ fn read_npy2(path: &Path) -> Array2<f32> {
 
 #[test]
 fn default_run_classifies_the_digits_and_agrees_with_sklearn() {
-    let out = infer(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = infer_ok(&[]);
     let text = stdout(&out);
     assert!(
         text.contains("accuracy     97.56 % (439/450 correct)"),
@@ -120,7 +126,7 @@ fn npy_run_writes_the_library_outputs_whatever_batch_and_threads() {
     let expected = digits_expected(&x);
     for (batch, threads) in [("1024", "2"), ("7", "1"), ("64", "2")] {
         let output = dir.path(&format!("y-{batch}-{threads}.npy"));
-        let out = infer(&[
+        let out = infer_ok(&[
             "run",
             "models/digits",
             "--input",
@@ -132,11 +138,6 @@ fn npy_run_writes_the_library_outputs_whatever_batch_and_threads() {
             "--threads",
             threads,
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         assert!(stdout(&out).contains("samples/s"), "{}", stdout(&out));
         // stdout is a pipe here: no progress bar, nothing on stderr.
         assert!(
@@ -173,7 +174,7 @@ fn csv_and_safetensors_runs_match_the_library_bit_for_bit() {
     }
     std::fs::write(&csv_in, text).unwrap();
     let csv_out = dir.path("y.csv");
-    let out = infer(&[
+    infer_ok(&[
         "run",
         "models/digits/model.json",
         "--input",
@@ -181,11 +182,6 @@ fn csv_and_safetensors_runs_match_the_library_bit_for_bit() {
         "--output",
         csv_out.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let got: Vec<f32> = std::fs::read_to_string(&csv_out)
         .unwrap()
         .lines()
@@ -199,7 +195,7 @@ fn csv_and_safetensors_runs_match_the_library_bit_for_bit() {
 
     // The bundled test file is read in place: tensor `x` of several.
     let st_out = dir.path("y.safetensors");
-    let out = infer(&[
+    infer_ok(&[
         "run",
         "models/digits",
         "--input",
@@ -209,11 +205,6 @@ fn csv_and_safetensors_runs_match_the_library_bit_for_bit() {
         "--output",
         st_out.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let y = common::tensor_f32(&st_out, "y")
         .into_dimensionality::<Ix2>()
         .unwrap();
@@ -231,7 +222,7 @@ fn float64_npy_is_converted() {
     bytes.extend(x.iter().flat_map(|v| (*v as f64).to_le_bytes()));
     std::fs::write(&path, bytes).unwrap();
     let output = dir.path("y.npy");
-    let out = infer(&[
+    infer_ok(&[
         "run",
         "models/digits",
         "--input",
@@ -239,27 +230,17 @@ fn float64_npy_is_converted() {
         "--output",
         output.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(read_npy2(&output), digits_expected(&x));
 }
 
 #[test]
 fn onnx_model_runs_and_inspect_reports() {
-    let out = infer(&[
+    let out = infer_ok(&[
         "inspect",
         "tests/fixtures/onnx/sklearn_mlp.onnx",
         "--threads",
         "3",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = stdout(&out);
     assert!(text.contains("parameters    577"), "{text}");
     assert!(text.contains("FLOPs/sample  1080"), "{text}");
@@ -267,16 +248,11 @@ fn onnx_model_runs_and_inspect_reports() {
     assert!(text.contains("kernel"), "{text}");
 
     let dir = TempDir::new("cli-import");
-    let out = infer(&[
+    infer_ok(&[
         "import",
         "tests/fixtures/onnx/sklearn_mlp.onnx",
         dir.0.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let imported = Model::load(dir.path("model.json")).unwrap();
     let direct =
         densebatch::import_onnx(root().join("tests/fixtures/onnx/sklearn_mlp.onnx")).unwrap();
@@ -439,7 +415,7 @@ fn serve_sim_two_models_answers_every_request_once() {
     let dir = TempDir::new("cli-serve-sim");
     let json = dir.path("serve.json");
     let plot = dir.path("serve.svg");
-    let out = infer(&[
+    let out = infer_ok(&[
         "serve-sim",
         "models/digits",
         "models/tiny-mlp",
@@ -458,11 +434,6 @@ fn serve_sim_two_models_answers_every_request_once() {
         "--plot",
         plot.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let text = stdout(&out);
     assert!(
         text.contains("p99.9 µs") && text.contains("% by size"),
@@ -508,7 +479,7 @@ fn serve_sim_two_models_answers_every_request_once() {
 fn serve_sim_load_sweep_measures_capacity_first() {
     let dir = TempDir::new("cli-serve-sweep");
     let json = dir.path("sweep.json");
-    let out = infer(&[
+    let out = infer_ok(&[
         "serve-sim",
         "models/digits",
         "--loads",
@@ -520,11 +491,6 @@ fn serve_sim_load_sweep_measures_capacity_first() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(stdout(&out).contains("capacity"), "{}", stdout(&out));
     let report = serve_sim_json(&json);
     let capacity = report["capacity_rps"][0]["rps"].as_f64().unwrap();
@@ -548,7 +514,7 @@ fn serve_sim_counts_expired_requests() {
     let dir = TempDir::new("cli-serve-expired");
     let json = dir.path("expired.json");
     // A deadline 1 µs after the scheduled send: requests expire in the queue, never computed.
-    let out = infer(&[
+    infer_ok(&[
         "serve-sim",
         "models/digits",
         "--rate",
@@ -560,11 +526,6 @@ fn serve_sim_counts_expired_requests() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let total = &serve_sim_json(&json)["runs"][0]["total"];
     assert_serve_outcome(total);
     assert!(total["expired"].as_u64().unwrap() > 0, "{total}");
