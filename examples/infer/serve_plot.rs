@@ -71,25 +71,15 @@ fn draw_svg(path: &Path, runs: &[RunOutcome]) -> Result<(), Box<dyn std::error::
         let name = &runs[0].models[model].model;
         for (k, (label, pick)) in percentiles.iter().enumerate() {
             let colour = Palette99::pick(model * 3 + k).to_rgba();
-            let points = series(pick, model);
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-                .label(format!("{name} {label}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-            chart.draw_series(PointSeries::of_element(
-                points,
-                3,
-                colour.filled(),
-                &|c, s, st| Circle::new(c, s, st),
-            ))?;
+            draw_line(
+                &mut chart,
+                series(pick, model),
+                colour,
+                format!("{name} {label}"),
+            )?;
         }
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    draw_legend(&mut chart)?;
 
     let batches: Vec<f64> = runs
         .iter()
@@ -109,25 +99,57 @@ fn draw_svg(path: &Path, runs: &[RunOutcome]) -> Result<(), Box<dyn std::error::
         .draw()?;
     for model in 0..models {
         let colour = Palette99::pick(model * 3).to_rgba();
-        let points = series(&|o| o.mean_batch, model);
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
-            .label(runs[0].models[model].model.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
-        chart.draw_series(PointSeries::of_element(
-            points,
-            3,
-            colour.filled(),
-            &|c, s, st| Circle::new(c, s, st),
-        ))?;
+        draw_line(
+            &mut chart,
+            series(&|o| o.mean_batch, model),
+            colour,
+            runs[0].models[model].model.clone(),
+        )?;
     }
+    draw_legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// A chart of this plot: f64 on both axes, either of them possibly log-scaled.
+type Chart<'a, X, Y> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>;
+
+/// One series: a line with its points and a legend entry.
+fn draw_line<X, Y>(
+    chart: &mut Chart<'_, X, Y>,
+    points: Vec<(f64, f64)>,
+    colour: RGBAColor,
+    label: String,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+    chart.draw_series(PointSeries::of_element(
+        points,
+        3,
+        colour.filled(),
+        &|c, s, st| Circle::new(c, s, st),
+    ))?;
+    Ok(())
+}
+
+/// The legend box, upper left.
+fn draw_legend<X, Y>(chart: &mut Chart<'_, X, Y>) -> Result<(), Box<dyn std::error::Error>>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     chart
         .configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .position(SeriesLabelPosition::UpperLeft)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
