@@ -48,6 +48,7 @@ mod budget;
 mod policy;
 mod registry;
 mod request;
+mod spin;
 mod worker;
 
 use std::sync::Arc;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array1, Array2};
 
+use super::spin::poll_for;
+
 /// What a caller gets back for a request: its output rows, or why there are none.
 pub type Reply = Result<Array2<f32>, RequestError>;
 
@@ -170,12 +172,7 @@ impl ReplyHandle {
     /// Blocks until the reply arrives. It polls for the model's
     /// [`reply_spin`](crate::ModelConfig::reply_spin) first, then sleeps.
     pub fn wait(self) -> Reply {
-        if !self.spin.is_zero() {
-            let until = Instant::now() + self.spin;
-            while !self.receiver.has_message() && Instant::now() < until {
-                std::hint::spin_loop();
-            }
-        }
+        poll_for(self.spin, || self.receiver.has_message().then_some(()));
         self.receiver.recv().unwrap_or(Err(RequestError::Dropped))
     }
 

@@ -15,6 +15,7 @@ use rayon::ThreadPool;
 use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch, warmup_sizes};
 use super::registry::{ModelShared, ModelState};
 use super::request::{Pending, RequestError};
+use super::spin::poll_for;
 use crate::Predictor;
 use crate::alloc_count::AllocScope;
 use crate::metrics::{BatchRecord, CloseReason, bump, nanos};
@@ -222,19 +223,13 @@ impl Worker {
     /// Waits for the request that opens the next batch, polling for the model's `idle_spin`
     /// before sleeping; `None` once the queue is closed and empty.
     fn next_request(&self, queue: &Receiver<Pending>) -> Option<Pending> {
-        let spin = self.shared.config.idle_spin;
-        if !spin.is_zero() {
-            let until = Instant::now() + spin;
-            loop {
-                match queue.try_recv() {
-                    Ok(p) => return Some(p),
-                    Err(TryRecvError::Disconnected) => return None,
-                    Err(TryRecvError::Empty) if Instant::now() >= until => break,
-                    Err(TryRecvError::Empty) => std::hint::spin_loop(),
-                }
-            }
-        }
-        queue.recv().ok()
+        // `Some(None)`: closed and empty.
+        let polled = poll_for(self.shared.config.idle_spin, || match queue.try_recv() {
+            Ok(p) => Some(Some(p)),
+            Err(TryRecvError::Disconnected) => Some(None),
+            Err(TryRecvError::Empty) => None,
+        });
+        polled.unwrap_or_else(|| queue.recv().ok())
     }
 
     /// Adds `pending` to the batch unless it was cancelled or has expired.
