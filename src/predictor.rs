@@ -160,6 +160,9 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     pool.install(|| fork(model, &mut workspaces[..tasks], &chunks, chunk))
 }
 
+/// A chunk of a row-split batch: its index, its input rows, its output rows.
+type Chunk<'x, 'o> = (usize, (ArrayView2<'x, f32>, ArrayViewMut2<'o, f32>));
+
 /// Starts one task per workspace by splitting the workspaces in halves recursively with
 /// `rayon::join`, which keeps its jobs on the stack: no allocation per batch.
 fn fork<'x, 'o, P, I>(
@@ -170,8 +173,8 @@ fn fork<'x, 'o, P, I>(
 ) -> Result<()>
 where
     P: Predictor + ?Sized,
-    // The chunks not yet claimed: (index, input rows, output rows).
-    I: Iterator<Item = (usize, (ArrayView2<'x, f32>, ArrayViewMut2<'o, f32>))> + Send,
+    // The chunks not yet claimed.
+    I: Iterator<Item = Chunk<'x, 'o>> + Send,
 {
     if let [workspace] = workspaces {
         return drain_chunks(model, workspace, chunks, chunk_rows);
@@ -198,7 +201,7 @@ fn drain_chunks<'x, 'o, P, I>(
 ) -> Result<()>
 where
     P: Predictor + ?Sized,
-    I: Iterator<Item = (usize, (ArrayView2<'x, f32>, ArrayViewMut2<'o, f32>))> + Send,
+    I: Iterator<Item = Chunk<'x, 'o>> + Send,
 {
     let mut first_error: Option<Error> = None;
     loop {
