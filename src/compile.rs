@@ -166,7 +166,7 @@ impl Model {
             .iter()
             .zip(self.layers())
             .map(|(ls, lw)| CompiledLayer {
-                weights: PackedWeights::pack(lw.weight.view(), kernel.panel_width())
+                weights: PackedWeights::pack(lw.weight.view(), kernel.panel_width(ls.output))
                     .with_prefetch(options.prefetch_weights.unwrap_or(streamed)),
                 bias: lw
                     .bias

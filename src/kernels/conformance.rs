@@ -1,7 +1,8 @@
 //! The conformance suite every kernel runs against the reference path: awkward shapes
 //! (0, 1, tile ± 1, primes, large), every activation, and results compared bit for bit.
 //! Adding a kernel means adding one line to the `conformance!` list below. Each check also runs
-//! the layer split by columns (as two threads would), which must give the same bits.
+//! the layer split by columns (as two threads would), which must give the same bits. A kind's
+//! narrow-panel instantiations (layers at most 8 wide) run wherever `n` is that small.
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
@@ -36,9 +37,9 @@ impl Candidate {
         }
     }
 
-    fn panel_width(self) -> usize {
+    fn panel_width(self, n: usize) -> usize {
         match self {
-            Candidate::Kind(kind) => kind.panel_width(),
+            Candidate::Kind(kind) => kind.panel_width(n),
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => 32,
         }
@@ -79,7 +80,7 @@ pub(crate) fn check_input(kernel: Candidate, x: Array2<f32>, n: usize, act: Acti
     let w = data(k, n, seed + 1);
     let b = Array1::from_iter((0..n).map(|j| j as f32 * 0.01 - 0.3));
     let expected = dense_reference(x.view(), w.view(), Some(b.view()), act);
-    let nr = kernel.panel_width();
+    let nr = kernel.panel_width(n);
     // Prefetching is a hint: half the seeds run with it, and the bits must not change.
     let packed = PackedWeights::pack(w.view(), nr).with_prefetch(seed % 2 == 1);
     // Rows with a stride wider than k, and an output with a stride wider than n, as in a workspace.
@@ -156,6 +157,11 @@ macro_rules! conformance {
                 // Several K-blocks (3 at 16-wide panels, 5 at 32) and every small-row tile shape.
                 for m in 1..=8 {
                     check($kernel, m, 8209, 97, Activation::Gelu, 13 + m as u64);
+                }
+                // Narrow layers (4- and 8-wide panels) over several K-blocks too.
+                for m in [1, 5, 13] {
+                    check($kernel, m, 40_961, 3, Activation::Sigmoid, 17 + m as u64);
+                    check($kernel, m, 40_961, 7, Activation::Softmax, 19 + m as u64);
                 }
             }
 

@@ -69,7 +69,10 @@ impl KernelKind {
             }
             #[cfg(target_arch = "x86_64")]
             KernelKind::Avx512 => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma")
+                // AVX2 too: narrow layers run the AVX2 kernels (every AVX-512F CPU has it).
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
             }
             #[cfg(not(target_arch = "x86_64"))]
             KernelKind::Avx2Fma | KernelKind::Avx512 => false,
@@ -85,17 +88,22 @@ impl KernelKind {
         }
     }
 
-    /// The panel width the kernel's packed weights use.
-    pub(crate) fn panel_width(self) -> usize {
+    /// The panel width of the kernel's packed weights for a layer `n` outputs wide. The SIMD
+    /// kernels pack layers at most 8 wide (classifier heads) in 4- or 8-wide panels rather
+    /// than padding them to a full panel; all widths give the same bits.
+    pub(crate) fn panel_width(self, n: usize) -> usize {
         match self {
-            KernelKind::Portable | KernelKind::Avx2Fma => 16,
+            KernelKind::Portable => 16,
+            KernelKind::Avx2Fma | KernelKind::Avx512 if n <= 4 => 4,
+            KernelKind::Avx2Fma | KernelKind::Avx512 if n <= 8 => 8,
+            KernelKind::Avx2Fma => 16,
             KernelKind::Avx512 => 32,
         }
     }
 
-    /// Reduction length per K-block.
-    fn kc(self) -> usize {
-        KC_PANEL_BYTES / (4 * self.panel_width())
+    /// Reduction length per K-block for panels `nr` wide.
+    fn kc(nr: usize) -> usize {
+        KC_PANEL_BYTES / (4 * nr)
     }
 
     /// `out = act(x · W + b)` for output columns `col0 .. col0 + out.cols()` only (`out`'s
@@ -118,18 +126,28 @@ impl KernelKind {
         assert!(col0 + out.cols() <= w.n());
         assert_eq!(x.rows(), out.rows());
         assert_eq!(bias.len(), w.n());
-        assert_eq!(w.nr(), self.panel_width());
+        assert_eq!(w.nr(), self.panel_width(w.n()));
         assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
         assert!(
             self.is_supported(),
             "{} kernel on a CPU without it",
             self.name()
         );
-        let kc = self.kc();
+        let kc = Self::kc(w.nr());
         match self {
             KernelKind::Portable => generic::dense_tiled::<generic::Portable8, 16, 2>(
                 x, w, col0, bias, activation, out, kc,
             ),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (asserted above, for either kind).
+            KernelKind::Avx2Fma | KernelKind::Avx512 if w.nr() == 4 => unsafe {
+                x86::dense_avx2_fma_4(x, w, col0, bias, activation, out, kc)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            KernelKind::Avx2Fma | KernelKind::Avx512 if w.nr() == 8 => unsafe {
+                x86::dense_avx2_fma_8(x, w, col0, bias, activation, out, kc)
+            },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX2 and FMA (asserted above).
             KernelKind::Avx2Fma => unsafe {

@@ -17,6 +17,46 @@ use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use crate::Activation;
 
+/// 4 lanes in an xmm register (for layers at most 4 wide).
+#[derive(Debug)]
+pub(super) struct Xmm;
+
+impl Lanes for Xmm {
+    const N: usize = 4;
+    type V = __m128;
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m128 {
+        // SAFETY: SSE is baseline on x86-64.
+        unsafe { _mm_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m128 {
+        // SAFETY: the caller guarantees 4 readable floats at `p`.
+        unsafe { _mm_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m128) {
+        // SAFETY: the caller guarantees 4 writable floats at `p`.
+        unsafe { _mm_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m128, b: __m128, c: __m128) -> __m128 {
+        // SAFETY: the caller guarantees FMA.
+        unsafe { _mm_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn relu(v: __m128) -> __m128 {
+        // As for `Ymm::relu`: MAXPS returns the second operand on NaN or equal zeros.
+        // SAFETY: SSE is baseline on x86-64.
+        unsafe { _mm_max_ps(_mm_setzero_ps(), v) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32) {
+        // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+    }
+}
+
 /// 8 lanes in a ymm register.
 #[derive(Debug)]
 pub(super) struct Ymm;
@@ -113,6 +153,42 @@ pub(super) unsafe fn dense_avx2_fma(
     kc: usize,
 ) {
     dense_tiled::<Ymm, 16, 2>(x, w, col0, bias, activation, out, kc)
+}
+
+/// AVX2 + FMA, 8-wide panels (one ymm per tile row), for layers 5 to 8 wide: a 16-wide panel
+/// would spend half its FMAs on padding.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_avx2_fma_8(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc)
+}
+
+/// FMA on xmm registers, 4-wide panels, for layers at most 4 wide (classifier heads): every tile
+/// takes the register-only path that a partly padded wider panel misses.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_avx2_fma_4(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc)
 }
 
 /// AVX-512F, 32-wide panels: a 6 × 32 tile is 12 zmm accumulators (of 32 registers).
