@@ -21,9 +21,11 @@ pub enum KernelKind {
     /// Plain Rust without SIMD target features: runs anywhere. On CPUs without a fused
     /// multiply-add instruction it is slow, since each `mul_add` becomes a library call.
     Portable,
-    /// The tiled kernel compiled for AVX2 + FMA, 16-wide panels (x86-64 only).
+    /// The tiled kernel compiled for AVX2 + FMA, 16-wide panels; 4 or 8 wide for layers that
+    /// narrow (x86-64 only).
     Avx2Fma,
-    /// The same tiled kernel compiled for AVX-512F, 32-wide panels (x86-64 only).
+    /// The same tiled kernel compiled for AVX-512F, 32-wide panels; layers at most 8 wide run
+    /// the AVX2 narrow-panel kernels (x86-64 only).
     Avx512,
 }
 
