@@ -24,8 +24,8 @@ pub enum KernelKind {
     /// The tiled kernel compiled for AVX2 + FMA, 16-wide panels; 4 or 8 wide for layers that
     /// narrow (x86-64 only).
     Avx2Fma,
-    /// The same tiled kernel compiled for AVX-512F, 32-wide panels; layers at most 8 wide run
-    /// the AVX2 narrow-panel kernels (x86-64 only).
+    /// The same tiled kernel compiled for AVX-512F, 32-wide panels; 4 or 8 wide for layers that
+    /// narrow (x86-64 only).
     Avx512,
 }
 
@@ -71,7 +71,7 @@ impl KernelKind {
             }
             #[cfg(target_arch = "x86_64")]
             KernelKind::Avx512 => {
-                // AVX2 too: narrow layers run the AVX2 kernels (every AVX-512F CPU has it).
+                // AVX2 too: the kernel is compiled with it (every AVX-512F CPU has it).
                 is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
@@ -140,16 +140,6 @@ impl KernelKind {
             KernelKind::Portable => generic::dense_tiled::<generic::Portable8, 16, 2>(
                 x, w, col0, bias, activation, out, kc,
             ),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU supports AVX2 and FMA (asserted above, for either kind).
-            KernelKind::Avx2Fma | KernelKind::Avx512 if w.nr() == 4 => unsafe {
-                x86::dense_avx2_fma_4(x, w, col0, bias, activation, out, kc)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            KernelKind::Avx2Fma | KernelKind::Avx512 if w.nr() == 8 => unsafe {
-                x86::dense_avx2_fma_8(x, w, col0, bias, activation, out, kc)
-            },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX2 and FMA (asserted above).
             KernelKind::Avx2Fma => unsafe {

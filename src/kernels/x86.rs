@@ -138,7 +138,10 @@ impl Lanes for Zmm {
     }
 }
 
-/// AVX2 + FMA, 16-wide panels: a 6 × 16 tile is 12 ymm accumulators (of 16 registers).
+/// AVX2 + FMA, 16-wide panels: a 6 × 16 tile is 12 ymm accumulators (of 16 registers). Layers
+/// at most 8 wide come in 4- or 8-wide panels (`KernelKind::panel_width`) and run on xmm or one
+/// ymm per tile row: a padded 16-wide panel would spend most of its FMAs on padding and miss the
+/// register-only path.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -152,49 +155,18 @@ pub(super) unsafe fn dense_avx2_fma(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_tiled::<Ymm, 16, 2>(x, w, col0, bias, activation, out, kc)
+    match w.nr() {
+        4 => dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc),
+        8 => dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Ymm, 16, 2>(x, w, col0, bias, activation, out, kc),
+    }
 }
 
-/// AVX2 + FMA, 8-wide panels (one ymm per tile row), for layers 5 to 8 wide: a 16-wide panel
-/// would spend half its FMAs on padding.
+/// AVX-512F, 32-wide panels: a 6 × 32 tile is 12 zmm accumulators (of 32 registers). Narrow
+/// layers run as in [`dense_avx2_fma`].
 ///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn dense_avx2_fma_8(
-    x: Rows<'_>,
-    w: &PackedWeights,
-    col0: usize,
-    bias: &[f32],
-    activation: Activation,
-    out: RowsMut<'_>,
-    kc: usize,
-) {
-    dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc)
-}
-
-/// FMA on xmm registers, 4-wide panels, for layers at most 4 wide (classifier heads): every tile
-/// takes the register-only path that a partly padded wider panel misses.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn dense_avx2_fma_4(
-    x: Rows<'_>,
-    w: &PackedWeights,
-    col0: usize,
-    bias: &[f32],
-    activation: Activation,
-    out: RowsMut<'_>,
-    kc: usize,
-) {
-    dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc)
-}
-
-/// AVX-512F, 32-wide panels: a 6 × 32 tile is 12 zmm accumulators (of 32 registers).
-///
-/// # Safety
-/// The CPU must support AVX-512F (which implies FMA).
+/// The CPU must support AVX-512F, AVX2 and FMA.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn dense_avx512(
     x: Rows<'_>,
@@ -205,7 +177,11 @@ pub(super) unsafe fn dense_avx512(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_tiled::<Zmm, 32, 2>(x, w, col0, bias, activation, out, kc)
+    match w.nr() {
+        4 => dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc),
+        8 => dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Zmm, 32, 2>(x, w, col0, bias, activation, out, kc),
+    }
 }
 
 /// The AVX-512 kernel's source and panel width compiled for AVX2 (it spills registers, so it is
