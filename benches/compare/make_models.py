@@ -2,12 +2,13 @@
 """Generate the comparison models: dense MLPs as ONNX graphs and as .npy weights.
 
 Usage:  make_models.py OUT_DIR [--models tiny-mlp,mnist-mlp,wide-mlp] [--no-onnx]
+        (also mnist-sigmoid, mnist-tanh, mnist-gelu: mnist-mlp's weights, other hidden activations)
 
 Each model NAME gets a folder OUT_DIR/NAME holding
   manifest.json     widths, activations, weight file names, FLOPs and parameter counts
   W{i}.npy, b{i}.npy  float32 weights, W of shape [in, out] (y = x @ W + b), b of shape [out]
-  model.onnx        the same network as MatMul -> Add -> Relu/Softmax nodes, input "x" [N, in],
-                    output "y" [N, out] (opset 17)
+  model.onnx        the same network as MatMul -> Add -> activation nodes, input "x" [N, in],
+                    output "y" [N, out] (opset 17; 20 with Gelu)
   x_check.npy, y_check.npy  four fixed inputs and their outputs computed in float64
 
 The engine loads the folder directly (`Model::load`), ONNX Runtime loads model.onnx, numpy the
@@ -16,6 +17,7 @@ model, so the files are the same on every machine.
 """
 import argparse
 import json
+import math
 import os
 
 import numpy as np
@@ -25,7 +27,12 @@ MODELS = {
     "tiny-mlp": ([16, 32, 4], "relu", "identity", 1003),
     "mnist-mlp": ([784, 512, 512, 10], "relu", "softmax", 1001),
     "wide-mlp": ([1024, 4096, 4096, 1024], "relu", "identity", 1002),
+    # mnist-mlp's weights with other hidden activations (not generated unless asked for)
+    "mnist-sigmoid": ([784, 512, 512, 10], "sigmoid", "softmax", 1001),
+    "mnist-tanh": ([784, 512, 512, 10], "tanh", "softmax", 1001),
+    "mnist-gelu": ([784, 512, 512, 10], "gelu", "softmax", 1001),
 }
+DEFAULT_MODELS = ["tiny-mlp", "mnist-mlp", "wide-mlp"]
 
 
 def weights(widths, seed):
@@ -48,10 +55,19 @@ def forward_float64(x, layers, acts):
         h = h @ w.astype(np.float64) + b.astype(np.float64)
         if act == "relu":
             h = np.maximum(h, 0.0)
+        elif act == "sigmoid":
+            h = 1.0 / (1.0 + np.exp(-h))
+        elif act == "tanh":
+            h = np.tanh(h)
+        elif act == "gelu":
+            h = 0.5 * h * (1.0 + np.vectorize(math.erf)(h / math.sqrt(2.0)))
         elif act == "softmax":
             h = np.exp(h - h.max(axis=1, keepdims=True))
             h /= h.sum(axis=1, keepdims=True)
     return h.astype(np.float32)
+
+
+ONNX_OPS = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "gelu": "Gelu"}
 
 
 def onnx_graph(name, widths, layers, acts):
@@ -67,9 +83,10 @@ def onnx_graph(name, widths, layers, acts):
         biased = "y" if last and act == "identity" else f"add{i}"
         nodes.append(helper.make_node("Add", [f"mm{i}", f"b{i}"], [biased], name=f"Add_{i}"))
         value = biased
-        if act == "relu":
-            value = "y" if last else f"relu{i}"
-            nodes.append(helper.make_node("Relu", [biased], [value], name=f"Relu_{i}"))
+        if act in ONNX_OPS:
+            value = "y" if last else f"{act}{i}"
+            op = ONNX_OPS[act]
+            nodes.append(helper.make_node(op, [biased], [value], name=f"{op}_{i}"))
         elif act == "softmax":
             value = "y" if last else f"softmax{i}"
             nodes.append(helper.make_node("Softmax", [biased], [value], name=f"Softmax_{i}", axis=-1))
@@ -78,7 +95,8 @@ def onnx_graph(name, widths, layers, acts):
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", widths[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", widths[-1]])],
         initializer=initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+    opset = 20 if "gelu" in acts else 17  # Gelu is an ONNX operator from opset 20
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="densebatch benches/compare")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -125,7 +143,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated, of: {', '.join(MODELS)}")
     parser.add_argument("--no-onnx", action="store_true", help="write the .npy weights only")
     args = parser.parse_args()
     for name in args.models.split(","):
