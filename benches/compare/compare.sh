@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=${COMPARE_DIR:-target/compare}
 venv=${COMPARE_VENV:-target/compare-venv}
 [[ -x $venv/bin/python ]] || "$here/setup_venv.sh" "$venv"
-for model in tiny-mlp mnist-mlp wide-mlp; do
+for model in tiny-mlp mnist-mlp wide-mlp mnist-sigmoid mnist-tanh mnist-gelu; do
   [[ -f $work/models/$model/model.onnx ]] || "$venv/bin/python" "$here/make_models.py" "$work/models" --models "$model"
 done
 cargo build --release --example refbench

@@ -16,7 +16,7 @@ thread count are what to read; absolute numbers move from run to run.
 Engines
   ort    onnxruntime CPU provider, all graph optimisations, sequential execution,
          intra_op_num_threads = T, inter_op_num_threads = 1
-  numpy  h = x @ W; h += b; relu/softmax in place; BLAS threads limited to T (threadpoolctl)
+  numpy  h = x @ W; h += b; relu/sigmoid/tanh/softmax in place (no gelu); BLAS threads limited to T (threadpoolctl)
   ours   an external command (--ours) following the protocol
              COMMAND MODEL_DIR BATCH THREADS REPS WARMUP
          that runs WARMUP untimed and REPS timed batches and prints {"lat_ns": [...]} as its last
@@ -63,6 +63,9 @@ class NumpyRunner:
         self.threads = threads
         self.layers = [(np.load(os.path.join(folder, l["W"])), np.load(os.path.join(folder, l["b"])),
                         l["activation"]) for l in manifest["layers"]]
+        unsupported = {act for _, _, act in self.layers} - {"identity", "relu", "sigmoid", "tanh", "softmax"}
+        if unsupported:  # numpy has no erf for GELU
+            raise SystemExit(f"numpy runner: no {', '.join(sorted(unsupported))}; use --engines ort")
 
     def forward(self, x):
         h = x
@@ -71,6 +74,13 @@ class NumpyRunner:
             h += b
             if act == "relu":
                 np.maximum(h, 0.0, out=h)
+            elif act == "sigmoid":
+                np.negative(h, out=h)
+                np.exp(h, out=h)
+                h += 1.0
+                np.reciprocal(h, out=h)
+            elif act == "tanh":
+                np.tanh(h, out=h)
             elif act == "softmax":
                 h -= h.max(axis=1, keepdims=True)
                 np.exp(h, out=h)
