@@ -190,14 +190,10 @@ impl Layer<'_, '_> {
             &self.w.panel(first_panel + p)[pass.k0 * NR..(pass.k0 + kc) * NR]
         });
 
-        // Fast path, full panels and an epilogue done in registers: accumulators are seeded
-        // straight from the bias (or the running sums) and stored straight into the output.
-        let registers_only = !pass.last
-            || matches!(
-                self.activation,
-                Activation::Identity | Activation::Relu | Activation::Softmax
-            );
-        if registers_only && widths.iter().all(|&w| w == NR) {
+        // Fast path, full panels: accumulators are seeded straight from the bias (or the running
+        // sums) and stored straight into the output, ReLU applied in registers; the other
+        // element-wise activations run over the stored tile while it is still in L1.
+        if widths.iter().all(|&w| w == NR) {
             let dst: [[*mut f32; NP]; MR] = std::array::from_fn(|i| {
                 let row = out.row_mut(r0 + i);
                 std::array::from_fn(|p| row[(p0 + p) * NR..(p0 + p + 1) * NR].as_mut_ptr())
@@ -217,6 +213,12 @@ impl Layer<'_, '_> {
             // ranges are disjoint rows/panels of `out`, and this kernel runs only on CPUs with
             // `L`'s instruction set (the entry points' contract).
             unsafe { micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, seed, dst, relu, prefetch) };
+            if pass.last && !relu {
+                for i in 0..MR {
+                    let row = out.row_mut(r0 + i);
+                    epilogue(self.activation, &mut row[p0 * NR..(p0 + NP) * NR]);
+                }
+            }
             return;
         }
 
@@ -449,9 +451,9 @@ fn copy_prefix(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// The element-wise activation on a register tile before it is stored: the shared functions
-/// (inlined into the kernel, so ReLU runs on vectors), hence the same bits as the reference.
+/// The element-wise activation on a finished tile: the shared functions, inlined into the kernel so
+/// that they run on its vectors, hence the same bits as the reference.
 #[inline(always)]
-fn epilogue<const NR: usize>(activation: Activation, a: &mut [f32; NR]) {
+fn epilogue(activation: Activation, a: &mut [f32]) {
     activation.apply_elementwise(a);
 }
