@@ -65,10 +65,10 @@ impl Activation {
         match self {
             Activation::Identity | Activation::Softmax => {}
             // Not `f32::max`, which turns NaN into 0: a NaN must stay visible.
-            // Plain loops calling the functions directly: `for_each` with a closure, or a
-            // function passed by value, is not always inlined, and an out-of-line copy runs
-            // without the kernel's vector instructions.
             Activation::Relu => values.iter_mut().for_each(|v| *v = relu(*v)),
+            // Plain loops calling the functions directly: `for_each` with a closure this large,
+            // or a function passed by value, is not always inlined, and an out-of-line copy runs
+            // without the kernel's vector instructions.
             Activation::Sigmoid => {
                 for v in values {
                     *v = math::sigmoid(*v);
