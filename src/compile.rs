@@ -43,8 +43,9 @@ const BLOCK_BYTES: usize = 512 * 1024;
 /// share): blocks then get at least [`STREAMED_BLOCK_ROWS`] rows, so that each weight byte
 /// fetched serves enough FLOPs, even though the activations spill from L2 to L3; and kernels
 /// prefetch each next panel. `cargo run --release --example prefetch_probe` (calls alternated,
-/// Zen 3) on wide-mlp (100 MB of weights), 1 / 2 threads: 1.19 / 1.22× at batch 8, 1.05 / 1.12×
-/// at 32, 1.04 / 1.05× at 128; on mnist-mlp (2.6 MB, L3-resident) 0.93–1.03×, so off there.
+/// Zen 3) on wide-mlp (100 MB of weights), 1 / 2 threads: 1.32 / 1.37× at batch 8, 1.14 / 1.11×
+/// at 32, 1.03 / 1.04× at 128; on mnist-mlp (2.6 MB, L3-resident) 0.85× at batch 8 and
+/// 0.95–1.02× at 32–128, so off there.
 const STREAMED_WEIGHT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Rows per block when weights are streamed from DRAM.
