@@ -20,25 +20,53 @@ const EXP_MAX: f32 = 89.0;
 /// below about −104, NaN for NaN.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    const LN2_HI: f32 = 0.693_359_4; // 355/512: `n * LN2_HI` is exact for |n| < 2^15
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding 1.5 · 2^23 rounds to an integer (to nearest even), which then sits in the low bits.
-    const SHIFT: f32 = 12_582_912.0;
     let clamped = x.clamp(EXP_MIN, EXP_MAX);
     let shifted = clamped * std::f32::consts::LOG2_E + SHIFT;
     let n = shifted - SHIFT;
-    // x = n ln2 + r, |r| ≤ ln2 / 2, and e^r by Cephes's polynomial.
+    // x = n ln2 + r, |r| ≤ ln2 / 2.
     let r = (clamped - n * LN2_HI) - n * LN2_LO;
-    let p = ((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
-        + 0.5;
-    let e_r = (p * (r * r) + r) + 1.0;
+    // Inputs beyond the clamp need no select: e^89 already overflows to +inf, e^-104 to 0.
+    exp_reduced(r, shifted)
+}
+
+/// `e^(a + b)` for an `a` the reduction can subtract `n ln2` from exactly (GELU's `−x²/2` with
+/// `x`'s 12 low mantissa bits cleared, |a| < 128) and a small `b`: the sum is never rounded
+/// before the exponential, so a large `a` loses no accuracy, at the cost of one exponential.
+/// 0 when `a + b` is below about −104.
+#[inline(always)]
+fn exp_sum(a: f32, b: f32) -> f32 {
+    let sum = a + b;
+    let shifted = sum.clamp(EXP_MIN, EXP_MAX) * std::f32::consts::LOG2_E + SHIFT;
+    let n = shifted - SHIFT;
+    // `a − n · LN2_HI` is exact: both are multiples of a common spacing (`a` has at most 24
+    // significant bits, `n · LN2_HI` 17) and they nearly cancel.
+    let r = ((a - n * LN2_HI) + b) - n * LN2_LO;
+    let e = exp_reduced(r, shifted);
+    // Below the clamp `r` is out of the polynomial's range.
+    if sum < EXP_MIN { 0.0 } else { e }
+}
+
+/// `ln 2`'s leading bits: 355/512, so `n * LN2_HI` is exact for |n| < 2^15.
+const LN2_HI: f32 = 0.693_359_4;
+/// `ln 2 − LN2_HI`.
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Adding 1.5 · 2^23 rounds to an integer (to nearest even), which then sits in the low bits.
+const SHIFT: f32 = 12_582_912.0;
+
+/// `e^r · 2^n` for `|r| ≤ ln2 / 2` and `n` held in `shifted`'s low bits (`n + SHIFT`).
+#[inline(always)]
+fn exp_reduced(r: f32, shifted: f32) -> f32 {
+    // e^r by Cephes's polynomial, in Estrin's form: half the dependent steps of Horner's rule,
+    // which with GELU's polynomial made the activations latency-bound (GELU 3.7 → 2.25 ns per
+    // value on AVX2 for both changes together; the accuracy tests below hold).
+    let r2 = r * r;
+    let p = ((0.5 + 0.166_666_65 * r) + r2 * (4.166_579_6e-2 + 8.333_452e-3 * r))
+        + (r2 * r2) * (1.398_2e-3 + 1.987_569_2e-4 * r);
+    let e_r = (p * r2 + r) + 1.0;
     // 2^n in two factors, each a normal float, so that n from −150 to 128 scales without
     // overflow or double rounding: the first product is exact, the second rounds once.
     let n = (shifted.to_bits() as i32).wrapping_sub(SHIFT.to_bits() as i32);
     let n_half = n >> 1;
-    // Inputs beyond the clamp need no select: e^89 already overflows to +inf, e^-104 to 0.
     e_r * pow2(n_half) * pow2(n.wrapping_sub(n_half))
 }
 
@@ -78,26 +106,26 @@ pub(crate) fn tanh(x: f32) -> f32 {
 /// Numerical Recipes' `erfcc`, `t · e^(P(t) − z²)` with `t = 1 / (1 + z/2)` (relative error
 /// < 1.2e-7), and `Φ(x) = 1 − erfc(|x|/√2) / 2` for `x ≥ 0`. Two choices keep the relative
 /// accuracy where `Φ` is small: going through erfc rather than `1 + erf`, which cancels for negative
-/// `x`; and `z² = x²/2` split into an exact part and a small one, each through its own `exp`,
-/// because an `f32` argument near −50 is itself rounded by 2e-6.
+/// `x`; and `z² = x²/2` split into an exact part and a small one that reach the exponential
+/// unsummed ([`exp_sum`]), because an `f32` argument near −50 is itself rounded by 2e-6.
 #[inline(always)]
 pub(crate) fn gelu(x: f32) -> f32 {
     // Beyond ±15, Φ is 0 or 1 in f32; clamping keeps the splitting below finite for ±inf.
     let xc = x.clamp(-15.0, 15.0);
     let z = xc.abs() * FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -1.265_512_2
-        + t * (1.000_023_7
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_204
-                                + t * (1.488_515_9 + t * (-0.822_152_2 + t * 0.170_872_77))))))));
+    // Estrin's scheme: the same polynomial as Horner's rule in a third of the dependent steps.
+    let (t2, t4) = (t * t, (t * t) * (t * t));
+    let q0 = -1.265_512_2 + t * 1.000_023_7;
+    let q1 = 0.374_091_96 + t * 0.096_784_18;
+    let q2 = -0.186_288_06 + t * 0.278_868_07;
+    let q3 = -1.135_204 + t * 1.488_515_9;
+    let q4 = -0.822_152_2 + t * 0.170_872_77;
+    let poly = ((q0 + t2 * q1) + t4 * (q2 + t2 * q3)) + (t4 * t4) * q4;
     // x = hi + lo with hi's 12 low mantissa bits cleared, so hi² is exact; x² = hi² + lo (x + hi).
     let hi = f32::from_bits(xc.to_bits() & 0xffff_f000);
     let lo = xc - hi;
-    let erfc = t * exp(-0.5 * (hi * hi)) * exp(poly - 0.5 * (lo * (xc + hi)));
+    let erfc = t * exp_sum(-0.5 * (hi * hi), poly - 0.5 * (lo * (xc + hi)));
     let phi = if x >= 0.0 {
         1.0 - 0.5 * erfc
     } else {
