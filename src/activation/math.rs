@@ -115,7 +115,8 @@ pub(crate) fn gelu(x: f32) -> f32 {
     let z = xc.abs() * FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * z);
     // Estrin's scheme: the same polynomial as Horner's rule in a third of the dependent steps.
-    let (t2, t4) = (t * t, (t * t) * (t * t));
+    let t2 = t * t;
+    let t4 = t2 * t2;
     let q0 = -1.265_512_2 + t * 1.000_023_7;
     let q1 = 0.374_091_96 + t * 0.096_784_18;
     let q2 = -0.186_288_06 + t * 0.278_868_07;

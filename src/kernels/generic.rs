@@ -178,8 +178,8 @@ impl Layer<'_, '_> {
     }
 
     /// The microkernel: rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1`,
-    /// accumulated in registers, with bias seeding and activation in the epilogue. `prefetch`,
-    /// as long as the pass's panel slice, is pulled towards the cache along the way.
+    /// accumulated in registers, with bias seeding and activation in the epilogue. `prefetch` is
+    /// pulled towards the cache along the way.
     #[inline(always)]
     fn tile<L: Lanes, const MR: usize, const NR: usize, const NP: usize, const NV: usize>(
         &self,
@@ -373,7 +373,8 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
             Some(Prefetch { stream, period: 1 }) => {
                 micro_loop::<L, MR, NR, NP, NV, 1>(kc, xs, ws, seed, dst, relu, stream)
             }
-            Some(Prefetch { stream, .. }) => {
+            Some(Prefetch { stream, period }) => {
+                debug_assert_eq!(period, 2);
                 micro_loop::<L, MR, NR, NP, NV, 2>(kc, xs, ws, seed, dst, relu, stream)
             }
         }
@@ -412,8 +413,9 @@ unsafe fn micro_loop<
     let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
     // SAFETY: the caller guarantees the instruction set and the `seed`/`dst` ranges. For
     // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` `kc` rows of `NR` floats
-    // (asserted above); prefetch addresses are only computed (`wrapping_add`), never read. Unchecked reads keep bounds checks (a compare and branch
-    // per row per step) out of the innermost loop.
+    // (asserted above); prefetch addresses are only computed (`wrapping_add`), never read.
+    // Unchecked reads keep bounds checks (a compare and branch per row per step) out of the
+    // innermost loop.
     unsafe {
         let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
             std::array::from_fn(|p| std::array::from_fn(|v| L::load(seed[i][p].add(v * L::N))))
