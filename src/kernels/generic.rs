@@ -226,7 +226,8 @@ impl Layer<'_, '_> {
             if pass.last && !relu {
                 for i in 0..MR {
                     let row = out.row_mut(r0 + i);
-                    epilogue(self.activation, &mut row[p0 * NR..(p0 + NP) * NR]);
+                    self.activation
+                        .apply_elementwise(&mut row[p0 * NR..(p0 + NP) * NR]);
                 }
             }
             return;
@@ -268,7 +269,7 @@ impl Layer<'_, '_> {
                 let c = (p0 + p) * NR;
                 let width = widths[p];
                 if pass.last {
-                    epilogue(self.activation, a);
+                    self.activation.apply_elementwise(a);
                 }
                 copy_prefix(&mut dst[c..c + width], &a[..width]);
             }
@@ -473,11 +474,4 @@ fn copy_prefix(dst: &mut [f32], src: &[f32]) {
     } else {
         dst.copy_from_slice(src);
     }
-}
-
-/// The element-wise activation on a finished tile: the shared functions, inlined into the kernel so
-/// that they run on its vectors, hence the same bits as the reference.
-#[inline(always)]
-fn epilogue(activation: Activation, a: &mut [f32]) {
-    activation.apply_elementwise(a);
 }
