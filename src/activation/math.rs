@@ -5,9 +5,12 @@
 //! 10–20 ns each, more than the FMAs that produce the value in a 512-wide layer; `std`'s call the
 //! platform's C library, whose bits differ between systems. These follow Cephes's `expf` and `tanhf`
 //! and Numerical Recipes' `erfcc`: every lane runs the same operations (ranges are handled by
-//! selects), and no multiply-add is fused (Rust does not contract `a * b + c`), so a value gives the
-//! same bits in a vector loop, in a scalar loop, and on every CPU. Accuracy against `f64` is tested
-//! below, in ulps of the `f32` result.
+//! selects), and every multiply-add is an explicit `mul_add`, rounded once as IEEE 754 defines it,
+//! so a value gives the same bits in a vector loop, in a scalar loop, and on every CPU. In the
+//! x86 kernels `mul_add` is one FMA instruction (fusing made GELU 1.4×, sigmoid 1.8× and tanh
+//! 1.4× faster on Zen 3); the portable kernel and the reference path call the C library's
+//! `fmaf`, slower but with the same result. (Rust never fuses `a * b + c` by itself.) Accuracy
+//! against `f64` is tested below, in ulps of the `f32` result.
 
 use std::f32::consts::FRAC_1_SQRT_2;
 
@@ -21,10 +24,10 @@ const EXP_MAX: f32 = 89.0;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let clamped = x.clamp(EXP_MIN, EXP_MAX);
-    let shifted = clamped * std::f32::consts::LOG2_E + SHIFT;
+    let shifted = clamped.mul_add(std::f32::consts::LOG2_E, SHIFT);
     let n = shifted - SHIFT;
     // x = n ln2 + r, |r| ≤ ln2 / 2.
-    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, clamped));
     // Inputs beyond the clamp need no select: e^89 already overflows to +inf, e^-104 to 0.
     exp_reduced(r, shifted)
 }
@@ -36,11 +39,13 @@ pub(crate) fn exp(x: f32) -> f32 {
 #[inline(always)]
 fn exp_sum(a: f32, b: f32) -> f32 {
     let sum = a + b;
-    let shifted = sum.clamp(EXP_MIN, EXP_MAX) * std::f32::consts::LOG2_E + SHIFT;
+    let shifted = sum
+        .clamp(EXP_MIN, EXP_MAX)
+        .mul_add(std::f32::consts::LOG2_E, SHIFT);
     let n = shifted - SHIFT;
     // `a − n · LN2_HI` is exact: both are multiples of a common spacing (`a` has at most 24
     // significant bits, `n · LN2_HI` 17) and they nearly cancel.
-    let r = ((a - n * LN2_HI) + b) - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, a) + b);
     let e = exp_reduced(r, shifted);
     // Below the clamp `r` is out of the polynomial's range.
     if sum < EXP_MIN { 0.0 } else { e }
@@ -60,8 +65,11 @@ fn exp_reduced(r: f32, shifted: f32) -> f32 {
     // which with GELU's polynomial made the activations latency-bound (GELU 3.7 → 2.25 ns per
     // value on AVX2 for both changes together; the accuracy tests below hold).
     let r2 = r * r;
-    let p = ((0.5 + 0.166_666_65 * r) + r2 * (4.166_579_6e-2 + 8.333_452e-3 * r))
-        + (r2 * r2) * (1.398_2e-3 + 1.987_569_2e-4 * r);
+    let p01 = r.mul_add(0.166_666_65, 0.5);
+    let p23 = r.mul_add(8.333_452e-3, 4.166_579_6e-2);
+    let p45 = r.mul_add(1.987_569_2e-4, 1.398_2e-3);
+    let p = (r2 * r2).mul_add(p45, r2.mul_add(p23, p01));
+    // Not fused: `p · r² + r` rounded twice keeps exp within 1 ulp (fused: 1.03 at −59.93).
     let e_r = (p * r2 + r) + 1.0;
     // 2^n in two factors, each a normal float, so that n from −150 to 128 scales without
     // overflow or double rounding: the first product is exact, the second rounds once.
@@ -90,12 +98,12 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 pub(crate) fn tanh(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
-    let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 0.133_314_42)
-        * z
-        - 0.333_332_8)
-        * z
-        * x
-        + x;
+    let p = (-5.704_988_7e-3f32)
+        .mul_add(z, 2.063_909e-2)
+        .mul_add(z, -5.373_971_6e-2)
+        .mul_add(z, 0.133_314_42)
+        .mul_add(z, -0.333_332_8);
+    let small = (p * z).mul_add(x, x);
     let large = 1.0 - 2.0 / (exp(a + a) + 1.0);
     let t = if a < 0.625 { small } else { large };
     // Odd, so the sign is x's (this also keeps −0.0 and NaN).
@@ -112,23 +120,23 @@ pub(crate) fn tanh(x: f32) -> f32 {
 pub(crate) fn gelu(x: f32) -> f32 {
     // Beyond ±15, Φ is 0 or 1 in f32; clamping keeps the splitting below finite for ±inf.
     let xc = x.clamp(-15.0, 15.0);
-    let z = xc.abs() * FRAC_1_SQRT_2;
-    let t = 1.0 / (1.0 + 0.5 * z);
+    // t = 1 / (1 + z/2) with z = |x| / √2.
+    let t = 1.0 / xc.abs().mul_add(0.5 * FRAC_1_SQRT_2, 1.0);
     // Estrin's scheme: the same polynomial as Horner's rule in a third of the dependent steps.
     let t2 = t * t;
     let t4 = t2 * t2;
-    let q0 = -1.265_512_2 + t * 1.000_023_7;
-    let q1 = 0.374_091_96 + t * 0.096_784_18;
-    let q2 = -0.186_288_06 + t * 0.278_868_07;
-    let q3 = -1.135_204 + t * 1.488_515_9;
-    let q4 = -0.822_152_2 + t * 0.170_872_77;
-    let poly = ((q0 + t2 * q1) + t4 * (q2 + t2 * q3)) + (t4 * t4) * q4;
+    let q0 = t.mul_add(1.000_023_7, -1.265_512_2);
+    let q1 = t.mul_add(0.096_784_18, 0.374_091_96);
+    let q2 = t.mul_add(0.278_868_07, -0.186_288_06);
+    let q3 = t.mul_add(1.488_515_9, -1.135_204);
+    let q4 = t.mul_add(0.170_872_77, -0.822_152_2);
+    let poly = (t4 * t4).mul_add(q4, t4.mul_add(t2.mul_add(q3, q2), t2.mul_add(q1, q0)));
     // x = hi + lo with hi's 12 low mantissa bits cleared, so hi² is exact; x² = hi² + lo (x + hi).
     let hi = f32::from_bits(xc.to_bits() & 0xffff_f000);
     let lo = xc - hi;
-    let erfc = t * exp_sum(-0.5 * (hi * hi), poly - 0.5 * (lo * (xc + hi)));
+    let erfc = t * exp_sum(-0.5 * (hi * hi), (-0.5 * lo).mul_add(xc + hi, poly));
     let phi = if x >= 0.0 {
-        1.0 - 0.5 * erfc
+        (-0.5f32).mul_add(erfc, 1.0)
     } else {
         0.5 * erfc
     };
