@@ -48,6 +48,10 @@ const BLOCK_BYTES: usize = 512 * 1024;
 /// 0.95–1.02× at 32–128, so off there.
 const STREAMED_WEIGHT_BYTES: usize = 8 * 1024 * 1024;
 
+/// The smallest row chunk for cache-resident weights: mnist-mlp on one thread (Zen 3, minimum
+/// of 350 calls) costs 14.5 µs per row in 6-row calls, 13.9 in 16-row and 13.7 in 64-row ones.
+const MIN_CHUNK_ROWS: usize = 16;
+
 /// Rows per block when weights are streamed from DRAM.
 const STREAMED_BLOCK_ROWS: usize = 256;
 
@@ -371,6 +375,16 @@ impl Predictor for CompiledModel {
     /// One block: the rows the workspace holds.
     fn chunk_rows(&self) -> usize {
         self.block_rows
+    }
+
+    /// Small chunks when the weights stay in cache (each chunk reads them all again), none
+    /// smaller than a block when they stream from DRAM.
+    fn min_chunk_rows(&self) -> usize {
+        if self.weights_streamed {
+            self.block_rows
+        } else {
+            MIN_CHUNK_ROWS
+        }
     }
 
     fn predict_into(
