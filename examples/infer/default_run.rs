@@ -63,7 +63,9 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
         test_path.display()
     );
 
-    // One untimed batch first: the pool's threads allocate their own state on their first job.
+    // Every pool thread runs once, then one untimed batch: the threads allocate their own state
+    // when they start and on their first job, which a measured batch would otherwise count.
+    pool.broadcast(|_| ());
     let first = batch.min(rows);
     predict_batch(
         &compiled,
