@@ -164,14 +164,7 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
         .max(CHUNKS_PER_TASK.min(finest / tasks).max(1));
     // Chunks are handed out under a lock (a futex: no allocation), one per claim; a claim costs
     // far less than the chunk's compute.
-    let chunks = Mutex::new(EvenChunks {
-        x,
-        out: Some(out),
-        start: 0,
-        taken: 0,
-        count: per_task * tasks,
-        rows,
-    });
+    let chunks = Mutex::new(EvenChunks::new(x, out, per_task * tasks));
     pool.install(|| fork(model, &mut workspaces[..tasks], &chunks))
 }
 
@@ -198,7 +191,18 @@ struct EvenChunks<'x, 'o> {
     /// Chunks handed out.
     taken: usize,
     count: usize,
-    rows: usize,
+}
+
+impl<'x, 'o> EvenChunks<'x, 'o> {
+    fn new(x: ArrayView2<'x, f32>, out: ArrayViewMut2<'o, f32>, count: usize) -> Self {
+        EvenChunks {
+            x,
+            out: Some(out),
+            start: 0,
+            taken: 0,
+            count,
+        }
+    }
 }
 
 impl<'x, 'o> Iterator for EvenChunks<'x, 'o> {
@@ -209,7 +213,8 @@ impl<'x, 'o> Iterator for EvenChunks<'x, 'o> {
             return None;
         }
         self.taken += 1;
-        let len = self.rows * self.taken / self.count - self.start;
+        let rows = self.start + self.x.nrows();
+        let len = rows * self.taken / self.count - self.start;
         let (x, x_rest) = self.x.split_at(Axis(0), len);
         let (out, out_rest) = self.out.take()?.split_at(Axis(0), len);
         self.x = x_rest;
@@ -335,14 +340,7 @@ mod tests {
         for (rows, count) in [(32, 6), (7, 3), (5, 5), (128, 4), (1, 1), (100, 7)] {
             let x = Array2::from_shape_fn((rows, 2), |(r, _)| r as f32);
             let mut out = Array2::<f32>::zeros((rows, 1));
-            let chunks = EvenChunks {
-                x: x.view(),
-                out: Some(out.view_mut()),
-                start: 0,
-                taken: 0,
-                count,
-                rows,
-            };
+            let chunks = EvenChunks::new(x.view(), out.view_mut(), count);
             let mut next_row = 0;
             let mut sizes = Vec::new();
             for (start, xc, oc) in chunks {
