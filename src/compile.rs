@@ -9,7 +9,10 @@ use crate::model::Model;
 use rayon::ThreadPool;
 
 use crate::predictor::{Predictor, predict_row_split};
+
+mod column_split;
 use crate::workspace::Workspace;
+use column_split::dense_columns_split;
 
 /// Work (in FLOPs) per task below which a batch runs inline rather than being forked over a pool.
 ///
@@ -25,15 +28,18 @@ pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 /// (1.6 and 1.0 MFLOP) and won 1.18–1.45× from batch 4 (≥ 3.2 MFLOP layers).
 pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 2_000_000;
 
-/// Batches of at most this many rows are split across threads by output columns, layer by
-/// layer; larger ones by rows.
-const SMALL_BATCH_ROWS: usize = 16;
-
-/// With weights streamed from DRAM, batches with fewer rows than this per thread are split by
-/// output columns as well: a row split makes every thread read all the weights, a column split
-/// reads each once. wide-mlp on 2 threads (Zen 3, interleaved): 1.27× at 32 rows, 1.12× at 64,
-/// even at 128.
+/// With weights streamed from DRAM, batches of at most this many rows per thread are split
+/// across threads by output columns, layer by layer: a row split makes every thread read all the
+/// weights, a column split reads each once. wide-mlp on 2 threads (Zen 3, the two splits
+/// alternated in one process): columns 1.25× at 1 row, 1.2× at 8, 1.02–1.05× at 32–64,
+/// 1.01–1.17× at 128; even or mixed from 256.
 const STREAMED_ROWS_PER_THREAD: usize = 64;
+
+/// The same for weights that stay in cache, where the column split saves only cache traffic.
+/// mnist-mlp on 2 threads, 16 rows: columns 1.18× faster with the splits alternated in blocks of
+/// 20 calls, 1.15× in separate processes, rows 1.05× with calls alternated one by one (which
+/// evicts each split's cache state); from 32 rows the row split is as fast or faster (1.03×).
+const RESIDENT_ROWS_PER_THREAD: usize = 8;
 
 /// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2
 /// (512 KiB per core on Zen 3, 1 MiB on Zen 4/5): mnist-mlp gets 83-row blocks.
@@ -80,6 +86,11 @@ pub struct CompileOptions {
     pub parallel_min_flops: u64,
     /// Work of one layer below which a small batch does not split it by columns.
     pub split_min_flops: u64,
+    /// Rows per thread up to which `predict_batch_into` splits each layer by output columns
+    /// rather than splitting the batch by rows: a column split reads each weight once, a row
+    /// split once per thread. `None` picks 64 for weights larger than a last-level cache share
+    /// (8 MiB), which are streamed from DRAM, and 8 for weights that stay in cache.
+    pub column_split_rows_per_thread: Option<usize>,
     /// Whether kernels prefetch each next weight panel; `None` turns it on for weights larger
     /// than a last-level cache share (8 MiB), which are streamed from DRAM.
     pub prefetch_weights: Option<bool>,
@@ -93,6 +104,7 @@ impl Default for CompileOptions {
             non_finite_input: NonFiniteInput::Reject,
             parallel_min_flops: DEFAULT_PARALLEL_MIN_FLOPS,
             split_min_flops: DEFAULT_SPLIT_MIN_FLOPS,
+            column_split_rows_per_thread: None,
             prefetch_weights: None,
         }
     }
@@ -130,6 +142,7 @@ pub struct CompiledModel {
     non_finite_input: NonFiniteInput,
     parallel_min_rows: usize,
     split_min_flops: u64,
+    column_split_rows_per_thread: usize,
     flops_per_sample: u64,
     /// Whether the weights outgrow a last-level cache share ([`STREAMED_WEIGHT_BYTES`]).
     weights_streamed: bool,
@@ -195,6 +208,13 @@ impl Model {
                 .div_ceil(flops_per_sample.max(1))
                 .max(1) as usize,
             split_min_flops: options.split_min_flops,
+            column_split_rows_per_thread: options.column_split_rows_per_thread.unwrap_or(
+                if streamed {
+                    STREAMED_ROWS_PER_THREAD
+                } else {
+                    RESIDENT_ROWS_PER_THREAD
+                },
+            ),
             flops_per_sample,
             weights_streamed: streamed,
         })
@@ -278,7 +298,7 @@ impl CompiledModel {
     /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
     /// `threads` are available: enough work per thread to pay for a join, never a row-wise
     /// activation (softmax needs whole rows), at most one part per panel.
-    fn column_parts(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
+    fn column_threads(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
         if threads <= 1 || layer.activation.is_row_wise() {
             return 1;
         }
@@ -289,6 +309,25 @@ impl CompiledModel {
             .min(threads)
             .min(panels)
             .max(1)
+    }
+
+    /// Runs a checked batch block by block (see [`Self::run_block`]).
+    fn run_blocks(
+        &self,
+        ws: &mut Workspace,
+        x: ArrayView2<'_, f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+        threads: usize,
+    ) {
+        let rows = x.nrows();
+        let mut start = 0;
+        while start < rows {
+            let len = ws.rows.min(rows - start);
+            let xb = x.slice_axis(Axis(0), (start..start + len).into());
+            let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
+            self.run_block(ws, xb, ob, threads);
+            start += len;
+        }
     }
 
     /// Runs one block of at most `block_rows` rows through every layer; with `threads > 1`
@@ -331,8 +370,8 @@ impl CompiledModel {
             } else {
                 RowsMut::new(dst, rows, n, width)
             };
-            let parts = self.column_parts(layer, rows, threads);
-            dense_split(self.kernel, src, layer, 0, dst, parts);
+            let layer_threads = self.column_threads(layer, rows, threads);
+            dense_columns_split(self.kernel, src, layer, dst, layer_threads);
         }
         let src_is_front = last.is_multiple_of(2);
         if !direct_out {
@@ -391,28 +430,17 @@ impl Predictor for CompiledModel {
         &self,
         workspace: &mut Workspace,
         x: ArrayView2<'_, f32>,
-        mut out: ArrayViewMut2<'_, f32>,
+        out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
         self.check_call(workspace, &x, &out)?;
-        let rows = x.nrows();
-        let block = workspace.rows;
-        let mut start = 0;
-        while start < rows {
-            let len = block.min(rows - start);
-            let xb = x.slice_axis(Axis(0), (start..start + len).into());
-            let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
-            self.run_block(workspace, xb, ob, 1);
-            start += len;
-        }
+        self.run_blocks(workspace, x, out, 1);
         Ok(())
     }
 
-    /// Small batches (at most [`SMALL_BATCH_ROWS`] rows, or fewer than
-    /// [`STREAMED_ROWS_PER_THREAD`] per thread when the weights come from DRAM; one block) run
-    /// layer by layer with each layer's output columns split over the pool, so every thread
-    /// streams a disjoint part of the weights; larger batches are split by rows
-    /// ([`Predictor::predict_batch_into`]'s default). Either way each output is the same FMA
-    /// chain, so the bits do not change.
+    /// Batches of at most [`CompileOptions::column_split_rows_per_thread`] rows per thread run
+    /// block by block, layer by layer, each layer's output columns split over the pool, so every
+    /// thread streams a disjoint part of the weights; other batches are split by rows
+    /// ([`Predictor::predict_batch_into`]'s default). Either way each output is the same FMA chain, so the bits do not change.
     fn predict_batch_into(
         &self,
         pool: &ThreadPool,
@@ -422,21 +450,19 @@ impl Predictor for CompiledModel {
     ) -> Result<()> {
         let rows = x.nrows();
         let threads = pool.current_num_threads();
-        let small = rows <= self.block_rows
-            && (rows <= SMALL_BATCH_ROWS
-                || (self.weights_streamed && rows < STREAMED_ROWS_PER_THREAD * threads));
-        let worth_splitting = self
-            .layers
-            .iter()
-            .any(|l| self.column_parts(l, rows, threads) > 1);
-        if !(small && worth_splitting) {
+        let by_columns = rows <= self.column_split_rows_per_thread.saturating_mul(threads)
+            && self
+                .layers
+                .iter()
+                .any(|l| self.column_threads(l, rows.min(self.block_rows), threads) > 1);
+        if !by_columns {
             return predict_row_split(self, pool, workspaces, x, out);
         }
         let Some(workspace) = workspaces.first_mut() else {
             return Err(Error::TooFewWorkspaces { needed: 1, got: 0 });
         };
         self.check_call(workspace, &x, &out)?;
-        pool.install(|| self.run_block(workspace, x, out, threads));
+        pool.install(|| self.run_blocks(workspace, x, out, threads));
         Ok(())
     }
 }
@@ -469,30 +495,4 @@ fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
                 .map_or_else(|| row.iter().all(|v| v.is_finite()), scan)
         }),
     }
-}
-
-/// One layer with its output columns `col0..` split into `parts` ranges on panel boundaries,
-/// run in parallel with `rayon::join` (jobs on the stack: no allocation). Each part writes a
-/// disjoint column range of the same rows.
-fn dense_split(
-    kernel: KernelKind,
-    x: Rows<'_>,
-    layer: &CompiledLayer,
-    col0: usize,
-    out: RowsMut<'_>,
-    parts: usize,
-) {
-    let nr = layer.weights.nr();
-    let panels = out.cols().div_ceil(nr);
-    if parts <= 1 || panels < 2 {
-        kernel.dense_columns(x, &layer.weights, col0, &layer.bias, layer.activation, out);
-        return;
-    }
-    let left_parts = parts / 2;
-    let at = (panels * left_parts / parts).max(1) * nr;
-    let (left, right) = out.split_columns(at);
-    rayon::join(
-        || dense_split(kernel, x, layer, col0, left, left_parts),
-        || dense_split(kernel, x, layer, col0 + at, right, parts - left_parts),
-    );
 }

@@ -83,12 +83,14 @@ fn awkward_widths_are_bit_identical_on_every_path() -> Result<()> {
                 kernel: Some(kernel),
                 ..CompileOptions::default()
             },
-            // Every split as eager as possible, and blocks smaller than most batches.
+            // Every split as eager as possible, and blocks smaller than most batches: up to 8
+            // rows per thread split by columns (several blocks from 14 rows), larger by rows.
             CompileOptions {
                 kernel: Some(kernel),
                 block_rows: Some(13),
                 parallel_min_flops: 1,
                 split_min_flops: 1,
+                column_split_rows_per_thread: Some(8),
                 prefetch_weights: Some(true),
                 ..CompileOptions::default()
             },
@@ -109,6 +111,7 @@ fn hidden_gelu_and_identity_output_are_bit_identical() -> Result<()> {
     let compiled = model.compile(&CompileOptions {
         split_min_flops: 1,
         parallel_min_flops: 1,
+        column_split_rows_per_thread: Some(4),
         ..CompileOptions::default()
     })?;
     check_batches(&compiled, &reference, &x, &[1, 2, 3, 5, 8, 16, 17, 64, 120]);
@@ -118,7 +121,7 @@ fn hidden_gelu_and_identity_output_are_bit_identical() -> Result<()> {
 #[test]
 fn weights_larger_than_a_cache_share_are_bit_identical() -> Result<()> {
     // 1100 × 2100 + 2100 × 9 floats ≈ 9.3 MB: past the streamed-weights threshold, so batches
-    // below 64 rows per thread are split by columns and larger ones by rows in 256-row blocks.
+    // up to 64 rows per thread are split by columns and larger ones by rows in 256-row blocks.
     let model = Model::random(&[1100, 2100, 9], Activation::Tanh, Activation::Softmax, 5);
     let x = input(300, 1100);
     let reference = model.predict_reference(x.view())?;

@@ -1,4 +1,5 @@
-//! `predict_into` allocates nothing: checked with a counting global allocator.
+//! `predict_into` and `predict_batch` allocate nothing: checked with a counting global allocator.
+//! One test only, so no other test allocates while it counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,11 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 #[test]
+fn predicting_does_not_allocate() {
+    predict_into_does_not_allocate();
+    predict_batch_does_not_allocate_on_either_split();
+}
+
 fn predict_into_does_not_allocate() {
     for (widths, out_act) in [
         (vec![784, 512, 512, 10], Activation::Softmax),
@@ -59,6 +65,51 @@ fn predict_into_does_not_allocate() {
             let after = ALLOCATIONS.load(Ordering::SeqCst);
             assert_eq!(after - before, 0, "{widths:?} batch {batch} allocated");
             assert!(y.iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+/// On a two-thread pool, after one warm-up call (a pool thread's first job may allocate its
+/// thread-local state): the row split and the column split (forced by
+/// `column_split_rows_per_thread`), in one block and in several.
+fn predict_batch_does_not_allocate_on_either_split() {
+    let model = Model::random(
+        &[300, 257, 129, 7],
+        Activation::Gelu,
+        Activation::Softmax,
+        2,
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for columns in [0, 64] {
+        let compiled = model
+            .compile(&CompileOptions {
+                block_rows: Some(32),
+                parallel_min_flops: 1,
+                split_min_flops: 1,
+                column_split_rows_per_thread: Some(columns),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut workspaces = compiled.new_workspaces(2);
+        for batch in [2, 31, 33, 100] {
+            let x = Array2::from_elem((batch, 300), 0.25f32);
+            let mut y = Array2::zeros((batch, compiled.output_width()));
+            for round in 0..3 {
+                let before = ALLOCATIONS.load(Ordering::SeqCst);
+                predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut()).unwrap();
+                let after = ALLOCATIONS.load(Ordering::SeqCst);
+                if round > 0 {
+                    assert_eq!(
+                        after - before,
+                        0,
+                        "columns {columns} batch {batch} allocated"
+                    );
+                }
+            }
+            assert!((y.row(0).sum() - 1.0).abs() < 1e-5);
         }
     }
 }
