@@ -9,9 +9,9 @@ use crate::model::Model;
 use rayon::ThreadPool;
 
 use crate::predictor::{Predictor, predict_row_split};
+use crate::workspace::Workspace;
 
 mod column_split;
-use crate::workspace::Workspace;
 use column_split::dense_columns_split;
 
 /// Work (in FLOPs) per task below which a batch runs inline rather than being forked over a pool.
@@ -297,7 +297,7 @@ impl CompiledModel {
 
     /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
     /// `threads` are available: enough work per thread to pay for a join, never a row-wise
-    /// activation (softmax needs whole rows), at most one part per panel.
+    /// activation (softmax needs whole rows), at most one thread per panel.
     fn column_threads(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
         if threads <= 1 || layer.activation.is_row_wise() {
             return 1;
@@ -440,7 +440,8 @@ impl Predictor for CompiledModel {
     /// Batches of at most [`CompileOptions::column_split_rows_per_thread`] rows per thread run
     /// block by block, layer by layer, each layer's output columns split over the pool, so every
     /// thread streams a disjoint part of the weights; other batches are split by rows
-    /// ([`Predictor::predict_batch_into`]'s default). Either way each output is the same FMA chain, so the bits do not change.
+    /// ([`Predictor::predict_batch_into`]'s default). Either way each output is the same FMA
+    /// chain, so the bits do not change.
     fn predict_batch_into(
         &self,
         pool: &ThreadPool,
