@@ -9,7 +9,7 @@
 //! ```
 //!
 //! On a dedicated core every window shows the same time. On a shared virtual machine some windows
-//! are slower, on one vCPU at a time or on both: the host runs that vCPU at part speed for a
+//! are slower, on one vCPU at a time or on both: that vCPU computes at part speed for a
 //! spell. Every benchmark run on such a machine inherits those spells, which is why single cells
 //! of the comparison table move from run to run while the minima stay put. When only the
 //! multiply-add column slows, the vCPU runs at full clock but shares its core's vector pipes with
@@ -61,7 +61,6 @@ fn chain(seed: u64) -> u64 {
 }
 
 /// One timed block: when it ended (from the start) and how long each loop took.
-#[derive(Clone, Copy)]
 struct Sample {
     at: Duration,
     multiply_add: Duration,
