@@ -3,6 +3,9 @@
 README's table and an SVG plot of our throughput relative to ONNX Runtime.
 
 Usage:  report.py RUN.json [--svg OUT.svg]      (the table goes to stdout, as markdown)
+When the run timed our engine twice (run_engines.py --twin, or the reference harness with a second
+external engine named "twin"), the table gets an A/A column, ours/twin: identical engines, so
+it shows how far noise alone moved a ratio in that run.
 No dependencies beyond the standard library: the SVG is written by hand.
 """
 import argparse
@@ -22,18 +25,39 @@ def cells(results):
                     yield model, batch, threads, ort, ours
 
 
+def twin_ratio(results, model, batch, threads):
+    """ours/twin throughput for one cell, or None when the run has no twin."""
+    ours = twin = None
+    for r in results:
+        if (r["model"], r["batch"], r["threads"]) == (model, batch, threads):
+            ours = r if r["engine"] == "ours" else ours
+            twin = r if r["engine"] == "twin" else twin
+    return ours["samples_per_s"] / twin["samples_per_s"] if ours and twin else None
+
+
 def us(v):
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.1f} µs"
 
 
 def table(results):
-    rows = ["| model | batch | threads | ORT p50 / p99 | ours p50 / p99 | ORT GFLOP/s | ours GFLOP/s | ours/ORT |",
-            "|---|---:|---:|---|---|---:|---:|---:|"]
+    has_twin = any(r["engine"] == "twin" for r in results)
+    rows = ["| model | batch | threads | ORT p50 / p99 | ours p50 / p99 | ORT GFLOP/s | ours GFLOP/s | ours/ORT |"
+            + (" A/A ours/twin |" if has_twin else ""),
+            "|---|---:|---:|---|---|---:|---:|---:|" + ("---:|" if has_twin else "")]
+    spread = []
     for model, batch, threads, ort, ours in cells(results):
         ratio = ours["samples_per_s"] / ort["samples_per_s"]
-        rows.append(f"| {model} | {batch} | {threads} | {us(ort['median_us'])} / {us(ort['p99_us'])} | "
-                    f"{us(ours['median_us'])} / {us(ours['p99_us'])} | {ort['gflops']:.1f} | "
-                    f"{ours['gflops']:.1f} | {ratio:.2f} |")
+        row = (f"| {model} | {batch} | {threads} | {us(ort['median_us'])} / {us(ort['p99_us'])} | "
+               f"{us(ours['median_us'])} / {us(ours['p99_us'])} | {ort['gflops']:.1f} | "
+               f"{ours['gflops']:.1f} | {ratio:.2f} |")
+        if has_twin:
+            aa = twin_ratio(results, model, batch, threads)
+            row += f" {aa:.2f} |" if aa else " - |"
+            spread += [aa] if aa else []
+        rows.append(row)
+    if spread:
+        rows += ["", f"A/A: our engine against itself ranged {min(spread):.2f}–{max(spread):.2f} over "
+                 f"{len(spread)} cells; an ours/ORT ratio inside that range cannot be told from a tie in this run."]
     return "\n".join(rows)
 
 
@@ -65,7 +89,9 @@ def main():
     ap.add_argument("run")
     ap.add_argument("--svg")
     a = ap.parse_args()
-    results = json.load(open(a.run))["results"]
+    run = json.load(open(a.run))
+    # The reference harness writes "results", run_engines.py "rows".
+    results = run.get("results") or run["rows"]
     print(table(results))
     if a.svg:
         with open(a.svg, "w") as f:

@@ -4,7 +4,7 @@
 Usage (from the repository root; compare.sh sets everything up):
     target/compare-venv/bin/python benches/compare/run_engines.py --models-dir target/compare/models \
         --ours 'target/release/examples/refbench {model_dir} {batch} {threads} {reps} {warmup}' \
-        [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json]
+        [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json] [--twin]
 
 Method. For each (model, batch) every engine configuration (engine x thread count) is timed in
 interleaved rounds: round r runs every configuration once, in forward order on even rounds and
@@ -21,6 +21,9 @@ Engines
              COMMAND MODEL_DIR BATCH THREADS REPS WARMUP
          that runs WARMUP untimed and REPS timed batches and prints {"lat_ns": [...]} as its last
          line of stdout (the project's `refbench` example does).
+  twin   with --twin, the same command again as a second engine in the same rounds: an A/A control.
+         Identical engines should tie, so ours/twin shows how far this machine's noise alone moves a
+         ratio in this run; an ours/ort ratio within that distance of 1 is a tie, not a result.
 """
 import argparse
 import json
@@ -165,6 +168,8 @@ def bench_model(args, name, log):
         configs = list(in_process.items())
         if args.ours:
             configs += [(("ours", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
+            if args.twin:
+                configs += [(("twin", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
         # Calibrate: reps per block so that each block lasts about --block-seconds.
         reps = {}
         for key, runner in configs:
@@ -195,10 +200,10 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "ort", "numpy") if any(r["engine"] == e for r in rows)]
+    engines = [e for e in ("ours", "twin", "ort", "numpy") if any(r["engine"] == e for r in rows)]
+    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin")) if a in engines and b in engines]
     head = ["model", "batch"] + [f"{e} t{t} (samples/s)" for e in engines for t in threads]
-    if "ours" in engines and "ort" in engines:
-        head += [f"ours/ort t{t}" for t in threads]
+    head += [f"{a}/{b} t{t}" for a, b in ratios for t in threads]
     out.append("| " + " | ".join(head) + " |")
     out.append("|---|---:|" + "---:|" * (len(head) - 2))
     index = {(r["model"], r["batch"], r["engine"], r["threads"]): r for r in rows}
@@ -208,9 +213,9 @@ def markdown(rows, cpu):
             for t in threads:
                 r = index.get((model, batch, e, t))
                 cells.append(f"{r['samples_per_s']:.0f}" if r else "-")
-        if "ours" in engines and "ort" in engines:
+        for num, den in ratios:
             for t in threads:
-                a, b = index.get((model, batch, "ours", t)), index.get((model, batch, "ort", t))
+                a, b = index.get((model, batch, num, t)), index.get((model, batch, den, t))
                 cells.append(f"{a['samples_per_s'] / b['samples_per_s']:.2f}" if a and b else "-")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
@@ -229,6 +234,8 @@ def main():
     parser.add_argument("--block-seconds", type=float, default=0.25)
     parser.add_argument("--min-reps", type=int, default=3)
     parser.add_argument("--max-reps", type=int, default=20000)
+    parser.add_argument("--twin", action="store_true",
+                        help="also time our command as a second engine, 'twin' (an A/A noise control)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
