@@ -1,6 +1,6 @@
 //! Compiling a model: validate once, pack the weights for the chosen kernel, size the workspace.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
@@ -345,10 +345,7 @@ impl CompiledModel {
         // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`.
         if x.as_slice().is_none() {
             for (r, row) in x.outer_iter().enumerate() {
-                back[r * width..r * width + self.input_width]
-                    .iter_mut()
-                    .zip(row)
-                    .for_each(|(d, s)| *d = *s);
+                copy_row(&mut back[r * width..r * width + self.input_width], row);
             }
         }
         let last = self.layers.len() - 1;
@@ -378,9 +375,11 @@ impl CompiledModel {
             let result = if src_is_front { &*front } else { &*back };
             let n = self.output_width();
             for (r, mut row) in out.outer_iter_mut().enumerate() {
-                row.iter_mut()
-                    .zip(&result[r * width..r * width + n])
-                    .for_each(|(d, s)| *d = *s);
+                let src = &result[r * width..r * width + n];
+                match row.as_slice_mut() {
+                    Some(dst) => dst.copy_from_slice(src),
+                    None => row.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+                }
             }
         }
     }
@@ -477,6 +476,15 @@ fn workspace_stride(max_width: usize) -> usize {
         max_width + 16
     } else {
         max_width
+    }
+}
+
+/// Copies one input row into a workspace row: a `memcpy` when the row is contiguous (a column
+/// slice of a wider array), element by element otherwise (a transposed view).
+fn copy_row(dst: &mut [f32], row: ArrayView1<'_, f32>) {
+    match row.as_slice() {
+        Some(src) => dst.copy_from_slice(src),
+        None => dst.iter_mut().zip(row).for_each(|(d, s)| *d = *s),
     }
 }
 

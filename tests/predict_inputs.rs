@@ -245,6 +245,24 @@ fn strided_inputs_and_outputs_are_handled() {
 }
 
 #[test]
+fn column_ranges_of_wider_arrays_are_handled() {
+    // Each row contiguous, the array not: rows are copied whole.
+    let (model, m) = compiled(CompileOptions::default());
+    let wide = input(30, 10, 5);
+    let x = wide.slice(s![.., 3..9]);
+    let mut out = Array2::<f32>::from_elem((30, 7), f32::NAN);
+    let mut ws = m.new_workspace();
+    m.predict_into(&mut ws, x, out.slice_mut(s![.., 2..6]))
+        .unwrap();
+    assert_eq!(out.slice(s![.., 2..6]), model.predict_reference(x).unwrap());
+    assert!(
+        out.slice(s![.., ..2]).iter().all(|v| v.is_nan())
+            && out.slice(s![.., 6..]).iter().all(|v| v.is_nan()),
+        "columns outside the range stay untouched"
+    );
+}
+
+#[test]
 fn a_workspace_for_a_narrower_model_is_refused() {
     let (_, m) = compiled(CompileOptions::default());
     let small = Model::random(&[2, 3], Activation::Relu, Activation::Identity, 1)
