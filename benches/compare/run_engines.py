@@ -4,7 +4,7 @@
 Usage (from the repository root; compare.sh sets everything up):
     target/compare-venv/bin/python benches/compare/run_engines.py --models-dir target/compare/models \
         --ours 'target/release/examples/refbench {model_dir} {batch} {threads} {reps} {warmup}' \
-        [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json] [--twin]
+        [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json] [--twin] [--ort-process]
 
 Method. For each (model, batch) every engine configuration (engine x thread count) is timed in
 interleaved rounds: round r runs every configuration once, in forward order on even rounds and
@@ -24,6 +24,8 @@ Engines
   twin   with --twin, the same command again as a second engine in the same rounds: an A/A control.
          Identical engines should tie, so ours/twin shows how far this machine's noise alone moves a
          ratio in this run; an ours/ort ratio within that distance of 1 is a tie, not a result.
+  ort-proc with --ort-process, ONNX Runtime behind the same protocol (ort_process.py): a fresh process
+         per block, as ours is. ort-proc/ort shows what that costs an engine.
 """
 import argparse
 import json
@@ -35,6 +37,7 @@ import time
 
 import numpy as np
 
+ORT_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_process.py")
 
 def quantile(values, q):
     ordered = sorted(values)
@@ -170,6 +173,10 @@ def bench_model(args, name, log):
             configs += [(("ours", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
             if args.twin:
                 configs += [(("twin", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
+        if args.ort_process:
+            command = f"{shlex.quote(sys.executable)} {shlex.quote(ORT_PROCESS)} {{model_dir}} {{batch}} " \
+                      "{threads} {reps} {warmup}"
+            configs += [(("ort-proc", t), CommandRunner(command, folder, t, batch)) for t in threads]
         # Calibrate: reps per block so that each block lasts about --block-seconds.
         reps = {}
         for key, runner in configs:
@@ -200,8 +207,9 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "twin", "ort", "numpy") if any(r["engine"] == e for r in rows)]
-    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin")) if a in engines and b in engines]
+    engines = [e for e in ("ours", "twin", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
+    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("ort-proc", "ort"))
+              if a in engines and b in engines]
     head = ["model", "batch"] + [f"{e} t{t} (samples/s)" for e in engines for t in threads]
     head += [f"{a}/{b} t{t}" for a, b in ratios for t in threads]
     out.append("| " + " | ".join(head) + " |")
@@ -236,6 +244,8 @@ def main():
     parser.add_argument("--max-reps", type=int, default=20000)
     parser.add_argument("--twin", action="store_true",
                         help="also time our command as a second engine, 'twin' (an A/A noise control)")
+    parser.add_argument("--ort-process", action="store_true",
+                        help="also time ONNX Runtime in a fresh process per block, 'ort-proc' (a control)")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
