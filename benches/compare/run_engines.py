@@ -39,6 +39,7 @@ import numpy as np
 
 ORT_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_process.py")
 
+
 def quantile(values, q):
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q
