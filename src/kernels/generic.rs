@@ -103,11 +103,14 @@ impl Layer<'_, '_> {
     fn pass<L: Lanes, const NR: usize, const NV: usize>(&self, pass: &Pass, out: &mut RowsMut<'_>) {
         let m = self.x.rows();
         // Few rows: one tile over all of them, several panels at once so that there are enough
-        // independent accumulators (FMA latency × FMA pipes) to keep the pipes busy.
+        // independent accumulators (FMA latency × FMA pipes) to keep the pipes busy. Not for 3
+        // rows: two panels would take 12 accumulators, 4 weight registers and a broadcast, 17 of
+        // AVX2's 16, and the spills made mnist-mlp 1.7× slower per row (31.1 µs against 18.4 µs,
+        // one thread, Zen 3; `examples/row_cost.rs`).
         match m {
             1 => return self.panel_groups::<L, 1, NR, 4, NV>(0, pass, out),
             2 => return self.panel_groups::<L, 2, NR, 2, NV>(0, pass, out),
-            3 => return self.panel_groups::<L, 3, NR, 2, NV>(0, pass, out),
+            3 => return self.panel_groups::<L, 3, NR, 1, NV>(0, pass, out),
             _ => {}
         }
         // Many rows: panel by panel, every row tile reusing the panel slice from L1. Tiles are
