@@ -1,5 +1,5 @@
 //! Measures where forking a batch over two threads starts to pay, to set
-//! `DEFAULT_PARALLEL_MIN_FLOPS` and `DEFAULT_SPLIT_MIN_FLOPS`:
+//! `DEFAULT_PARALLEL_MIN_FLOPS`:
 //!
 //! ```text
 //! cargo run --release --example parallel_cutoff -- [MODEL]   # default: models/tiny-mlp

@@ -22,11 +22,17 @@ use column_split::dense_columns_split;
 /// task must carry about 1 MFLOP.
 pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 
-/// Work (in FLOPs) of one layer below which a small batch does not split it by output columns
-/// (see [`CompileOptions::split_min_flops`]). Same probe on mnist-mlp: splitting every layer
-/// lost at batch 1 (0.8 and 0.5 MFLOP layers: 61 µs vs 43 µs inline), broke even at batch 2
-/// (1.6 and 1.0 MFLOP) and won 1.18–1.45× from batch 4 (≥ 3.2 MFLOP layers).
-pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 2_000_000;
+/// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
+/// split over one thread per this much work (see [`CompileOptions::split_min_flops`]).
+///
+/// `cargo run --release --example split_cutoff -- MODEL_DIR` (2 threads, Zen 3, cut-offs
+/// alternated in blocks of 100 calls, 15 rounds), speed against 2 MFLOP: mnist-mlp at 500 kFLOP
+/// 1.51–1.56× at batch 2, 1.15–1.19× at 3–6, even at 1 and ≥ 8, with the caller on a pool
+/// thread; 1.45–1.47× and 1.10–1.19× from outside the pool. At 250 kFLOP batch 1 splits too:
+/// 1.31–1.60× from a pool thread calling back to back, but 0.91–0.93× when it sleeps 0.3–2 ms
+/// between calls (the other thread must be woken each time); `random:300,257,129,7` at 4–6
+/// rows swung from 0.78–0.83× to 1.11–1.19× between runs. So not lower.
+pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 500_000;
 
 /// With weights streamed from DRAM, batches of at most this many rows per thread are split
 /// across threads by output columns, layer by layer: a row split makes every thread read all the
@@ -40,6 +46,20 @@ const STREAMED_ROWS_PER_THREAD: usize = 64;
 /// 20 calls, 1.15× in separate processes, rows 1.05× with calls alternated one by one (which
 /// evicts each split's cache state); from 32 rows the row split is as fast or faster (1.03×).
 const RESIDENT_ROWS_PER_THREAD: usize = 8;
+
+/// How much longer, in percent, than the row split's the column split's critical path may be
+/// and still be chosen when the weights outgrow one core's L2 (see
+/// [`CompiledModel::columns_beat_rows`]): the column split then reads each weight from L3 once,
+/// the row split once per thread, and it runs more rows per register tile. A model whose last
+/// layer is a softmax (never split) needs this to choose columns at all where the hidden layers
+/// split evenly (mnist-mlp: 0.3–0.8 % longer at 2–16 rows, and 1.1–1.6× faster at 2–6).
+const COLUMN_PATH_SLACK_PERCENT: u64 = 12;
+
+/// Weight bytes up to which each thread of a row split holds all the weights in its own L2
+/// (512 KiB per core on Zen 3, 1 MiB on Zen 4/5): the column split then saves no cache traffic,
+/// and must shorten the critical path to be chosen. A 300→257→129→7 model (440 KB) on two
+/// threads at 16 rows: columns (a path 0.7 % longer) 0.93–0.96× the speed of rows.
+const L2_WEIGHT_BYTES: usize = 512 * 1024;
 
 /// Activation bytes (two ping-pong buffers) a block of rows may take, so blocks stay in L2
 /// (512 KiB per core on Zen 3, 1 MiB on Zen 4/5): mnist-mlp gets 83-row blocks.
@@ -84,12 +104,15 @@ pub struct CompileOptions {
     pub non_finite_input: NonFiniteInput,
     /// Work per task below which `predict_batch_into` does not fork.
     pub parallel_min_flops: u64,
-    /// Work of one layer below which a small batch does not split it by columns.
+    /// Work per thread of one layer split by output columns: a small batch's layer is split over
+    /// one thread per this many FLOPs (at most the pool's threads), not at all below twice it.
     pub split_min_flops: u64,
     /// Rows per thread up to which `predict_batch_into` splits each layer by output columns
     /// rather than splitting the batch by rows: a column split reads each weight once, a row
     /// split once per thread. `None` picks 64 for weights larger than a last-level cache share
-    /// (8 MiB), which are streamed from DRAM, and 8 for weights that stay in cache.
+    /// (8 MiB), which are streamed from DRAM, and 8 for weights that stay in cache, and splits
+    /// by columns only where that shortens the critical path; `Some` splits by columns up to
+    /// that many rows per thread whenever a layer is large enough to split.
     pub column_split_rows_per_thread: Option<usize>,
     /// Whether kernels prefetch each next weight panel; `None` turns it on for weights larger
     /// than a last-level cache share (8 MiB), which are streamed from DRAM.
@@ -141,11 +164,16 @@ pub struct CompiledModel {
     block_rows: usize,
     non_finite_input: NonFiniteInput,
     parallel_min_rows: usize,
+    parallel_min_flops: u64,
     split_min_flops: u64,
     column_split_rows_per_thread: usize,
+    /// Whether the column split must beat the row split (the rows limit was not given).
+    compare_splits: bool,
     flops_per_sample: u64,
     /// Whether the weights outgrow a last-level cache share ([`STREAMED_WEIGHT_BYTES`]).
     weights_streamed: bool,
+    /// Whether the weights fit one core's L2 ([`L2_WEIGHT_BYTES`]).
+    weights_fit_l2: bool,
 }
 
 impl Model {
@@ -207,6 +235,7 @@ impl Model {
                 .parallel_min_flops
                 .div_ceil(flops_per_sample.max(1))
                 .max(1) as usize,
+            parallel_min_flops: options.parallel_min_flops,
             split_min_flops: options.split_min_flops,
             column_split_rows_per_thread: options.column_split_rows_per_thread.unwrap_or(
                 if streamed {
@@ -215,8 +244,10 @@ impl Model {
                     RESIDENT_ROWS_PER_THREAD
                 },
             ),
+            compare_splits: options.column_split_rows_per_thread.is_none(),
             flops_per_sample,
             weights_streamed: streamed,
+            weights_fit_l2: weight_bytes <= L2_WEIGHT_BYTES,
         })
     }
 }
@@ -296,19 +327,58 @@ impl CompiledModel {
     }
 
     /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
-    /// `threads` are available: enough work per thread to pay for a join, never a row-wise
-    /// activation (softmax needs whole rows), at most one thread per panel.
+    /// `threads` are available: one per [`CompileOptions::split_min_flops`] of the layer's work,
+    /// never for a row-wise activation (softmax needs whole rows), at most one thread per panel.
     fn column_threads(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
         if threads <= 1 || layer.activation.is_row_wise() {
             return 1;
         }
-        let (k, n) = (layer.weights.k() as u64, layer.weights.n() as u64);
-        let flops = 2 * rows as u64 * k.max(1) * n;
         let panels = layer.weights.n().div_ceil(layer.weights.nr());
-        ((flops / self.split_min_flops.max(1)) as usize)
+        ((layer_flops(layer, rows) / self.split_min_flops.max(1)) as usize)
             .min(threads)
             .min(panels)
             .max(1)
+    }
+
+    /// Whether a block of `rows` rows finishes sooner split layer by layer over output columns
+    /// than split by rows; always, when some layer splits, if the options fixed the rows per
+    /// thread of the column split. Weights streamed from DRAM: whenever a layer splits, since
+    /// the column split moves each weight over the memory bus once, the row split once per
+    /// thread. Weights in cache: when the column split's critical path (each layer's work over
+    /// its threads, unsplit layers whole) is no longer than the row split's (the block's work
+    /// over its tasks), or at most [`COLUMN_PATH_SLACK_PERCENT`] longer when the weights
+    /// outgrow L2.
+    fn columns_beat_rows(&self, rows: usize, threads: usize) -> bool {
+        let mut split = false;
+        let mut column_path = 0;
+        for layer in &self.layers {
+            let layer_threads = self.column_threads(layer, rows, threads);
+            split |= layer_threads > 1;
+            column_path += layer_flops(layer, rows) / layer_threads as u64;
+        }
+        if !split || self.weights_streamed || !self.compare_splits {
+            return split;
+        }
+        let tasks = (rows / self.parallel_min_rows.max(1)).clamp(1, threads) as u64;
+        let row_path = rows as u64 * self.flops_per_sample / tasks;
+        let slack = if self.weights_fit_l2 {
+            0
+        } else {
+            COLUMN_PATH_SLACK_PERCENT
+        };
+        column_path * 100 <= row_path * (100 + slack)
+    }
+
+    /// Whether `predict_batch_into` splits a batch of `rows` rows by columns on `threads`
+    /// threads, called from a thread of the pool or not. From outside the pool a fork wakes a
+    /// pool thread and, at the end, the caller, so the batch must carry the row split's minimum
+    /// work per task (a 300→257→129→7 model at 8 rows, 1.8 MFLOP: 0.56–0.65× the speed of
+    /// running it inline).
+    fn splits_by_columns(&self, rows: usize, threads: usize, caller_on_pool: bool) -> bool {
+        rows <= self.column_split_rows_per_thread.saturating_mul(threads)
+            && (caller_on_pool
+                || rows as u64 * self.flops_per_sample >= threads as u64 * self.parallel_min_flops)
+            && self.columns_beat_rows(rows.min(self.block_rows), threads)
     }
 
     /// Runs a checked batch block by block (see [`Self::run_block`]).
@@ -450,11 +520,8 @@ impl Predictor for CompiledModel {
     ) -> Result<()> {
         let rows = x.nrows();
         let threads = pool.current_num_threads();
-        let by_columns = rows <= self.column_split_rows_per_thread.saturating_mul(threads)
-            && self
-                .layers
-                .iter()
-                .any(|l| self.column_threads(l, rows.min(self.block_rows), threads) > 1);
+        let by_columns =
+            self.splits_by_columns(rows, threads, pool.current_thread_index().is_some());
         if !by_columns {
             return predict_row_split(self, pool, workspaces, x, out);
         }
@@ -465,6 +532,11 @@ impl Predictor for CompiledModel {
         pool.install(|| self.run_blocks(workspace, x, out, threads));
         Ok(())
     }
+}
+
+/// Multiply-adds of one layer for `rows` rows, counted as two FLOPs each.
+fn layer_flops(layer: &CompiledLayer, rows: usize) -> u64 {
+    2 * rows as u64 * layer.weights.k().max(1) as u64 * layer.weights.n() as u64
 }
 
 /// The row stride of workspace buffers: the widest activation, padded by one cache line when
@@ -503,5 +575,77 @@ fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
             row.as_slice()
                 .map_or_else(|| row.iter().all(|v| v.is_finite()), scan)
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(widths: &[usize], options: &CompileOptions) -> CompiledModel {
+        Model::random(widths, Activation::Relu, Activation::Softmax, 1)
+            .compile(options)
+            .expect("compiles")
+    }
+
+    #[test]
+    fn small_batches_of_an_l3_sized_model_split_by_columns_from_two_rows() {
+        // 784→512→512→10 (2.6 MB): hidden layers of 0.8 and 0.5 MFLOP per row.
+        let model = compiled(&[784, 512, 512, 10], &CompileOptions::default());
+        for caller_on_pool in [true, false] {
+            assert!(
+                !model.splits_by_columns(1, 2, caller_on_pool),
+                "one row stays whole"
+            );
+            for rows in [2, 3, 6, 16] {
+                assert!(
+                    model.splits_by_columns(rows, 2, caller_on_pool),
+                    "{rows} rows"
+                );
+            }
+            assert!(
+                !model.splits_by_columns(17, 2, caller_on_pool),
+                "past 8 rows per thread"
+            );
+            assert!(!model.splits_by_columns(2, 1, caller_on_pool), "one thread");
+        }
+    }
+
+    #[test]
+    fn an_l2_sized_model_splits_by_columns_only_where_the_path_is_shorter() {
+        // 300→257→129→7 (440 KB): at 8 rows the row split runs inline (1.8 MFLOP < 2 × 1 MFLOP
+        // per task), at 16 it forks and the column split's path (softmax layer whole) is longer.
+        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        assert!(model.splits_by_columns(8, 2, true));
+        assert!(
+            !model.splits_by_columns(8, 2, false),
+            "too little work to wake the pool"
+        );
+        assert!(!model.splits_by_columns(16, 2, true));
+        let forced = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions {
+                column_split_rows_per_thread: Some(8),
+                ..CompileOptions::default()
+            },
+        );
+        assert!(
+            forced.splits_by_columns(16, 2, true),
+            "a given rows limit is obeyed"
+        );
+    }
+
+    #[test]
+    fn streamed_weights_split_by_columns_whatever_the_path() {
+        // 1100→2100→1000 (9.2 MB) with a softmax head: the unsplit last layer makes the
+        // column path longer, but the row split would stream every weight once per thread.
+        let model = compiled(&[1100, 2100, 1000], &CompileOptions::default());
+        assert!(model.weights_streamed);
+        assert!(model.splits_by_columns(1, 2, false));
+        assert!(model.splits_by_columns(128, 2, true));
+        assert!(
+            !model.splits_by_columns(129, 2, true),
+            "past 64 rows per thread"
+        );
     }
 }

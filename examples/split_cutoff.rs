@@ -1,0 +1,146 @@
+//! Measures where splitting a small batch's layers by output columns starts to pay, to set
+//! `DEFAULT_SPLIT_MIN_FLOPS`:
+//!
+//! ```text
+//! cargo run --release --example split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]
+//! ```
+//!
+//! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths
+//! (ReLU hidden layers, softmax output).
+//! BATCHES (default `1,2,3,4,6,8`) and CUTOFFS (`split_min_flops` values, default
+//! `2000000,500000,250000`) are comma lists. On a two-thread pool, for each batch size, the
+//! models compiled with each cut-off are called in turn, in blocks of calls, in ROUNDS rounds
+//! (default 20); each round's median is compared with the first cut-off's in the same round.
+//! Twice: with the caller on a pool thread (calls back to back, as a batching worker on the pool
+//! would make them) and with the caller outside the pool (every call then wakes the pool first).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use densebatch::prelude::*;
+use ndarray::Array2;
+use rayon::ThreadPool;
+
+/// Calls per block.
+const CALLS: usize = 100;
+
+/// Pool threads.
+const THREADS: usize = 2;
+
+fn list(arg: Option<&String>, default: &str, name: &str) -> Result<Vec<usize>> {
+    arg.map_or(default, |s| s.as_str())
+        .split(',')
+        .map(|v| v.parse().with_context(|| format!("{name}: {v}")))
+        .collect()
+}
+
+/// The median call time of one block, µs.
+fn block_median(
+    model: &CompiledModel,
+    pool: &ThreadPool,
+    workspaces: &mut [Workspace],
+    x: &Array2<f32>,
+    y: &mut Array2<f32>,
+) -> Result<f64> {
+    let mut times = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let start = Instant::now();
+        predict_batch(model, pool, workspaces, x.view(), y.view_mut())?;
+        times.push(start.elapsed().as_nanos() as f64 / 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[CALLS / 2])
+}
+
+/// For each cut-off: the median over rounds of its block median, and of its speed against the
+/// first cut-off's block in the same round.
+fn compare(
+    models: &[CompiledModel],
+    pool: &ThreadPool,
+    batch: usize,
+    rounds: usize,
+) -> Result<Vec<(f64, f64)>> {
+    let x = Array2::from_shape_fn((batch, models[0].input_width()), |(i, j)| {
+        (((i * 7919 + j * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7
+    });
+    let mut y = Array2::<f32>::zeros((batch, models[0].output_width()));
+    let mut workspaces: Vec<_> = models.iter().map(|m| m.new_workspaces(THREADS)).collect();
+    let mut medians = vec![Vec::with_capacity(rounds); models.len()];
+    let mut speeds = vec![Vec::with_capacity(rounds); models.len()];
+    for _ in 0..rounds {
+        let mut first = 0.0;
+        for (i, (model, ws)) in models.iter().zip(&mut workspaces).enumerate() {
+            let median = block_median(model, pool, ws, &x, &mut y)?;
+            if i == 0 {
+                first = median;
+            }
+            medians[i].push(median);
+            speeds[i].push(first / median);
+        }
+    }
+    let mid = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok(medians
+        .iter_mut()
+        .zip(&mut speeds)
+        .map(|(m, s)| (mid(m), mid(s)))
+        .collect())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [model_arg, rest @ ..] = args.as_slice() else {
+        bail!("usage: split_cutoff MODEL [BATCHES] [CUTOFFS] [ROUNDS]");
+    };
+    let batches = list(rest.first(), "1,2,3,4,6,8", "BATCHES")?;
+    let cutoffs = list(rest.get(1), "2000000,500000,250000", "CUTOFFS")?;
+    let rounds: usize = rest
+        .get(2)
+        .map_or(Ok(20), |r| r.parse())
+        .context("ROUNDS")?;
+    let model = match model_arg.strip_prefix("random:") {
+        Some(widths) => {
+            let widths = list(Some(&widths.to_string()), "", "widths")?;
+            Model::random(&widths, Activation::Relu, Activation::Softmax, 7)
+        }
+        None => Model::load(model_arg)?,
+    };
+    let models = cutoffs
+        .iter()
+        .map(|&cutoff| {
+            model.compile(&CompileOptions {
+                split_min_flops: cutoff as u64,
+                ..CompileOptions::default()
+            })
+        })
+        .collect::<densebatch::Result<Vec<_>>>()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        .build()?;
+    println!(
+        "{}, {THREADS} threads: median µs per call, and speed against split_min_flops = {} \
+         (median of {rounds} per-round ratios)",
+        models[0].name(),
+        cutoffs[0]
+    );
+    let headers: Vec<String> = cutoffs.iter().map(|c| format!("{c}")).collect();
+    println!("| caller | batch | {} |", headers.join(" | "));
+    println!("|---|---:|{}", "---|".repeat(cutoffs.len()));
+    for (caller, on_pool) in [("pool thread", true), ("outside pool", false)] {
+        for &batch in &batches {
+            let results = if on_pool {
+                pool.install(|| compare(&models, &pool, batch, rounds))?
+            } else {
+                compare(&models, &pool, batch, rounds)?
+            };
+            let cells: Vec<String> = results
+                .iter()
+                .map(|(median, speed)| format!("{median:.1} µs ({speed:.2}×)"))
+                .collect();
+            println!("| {caller} | {batch} | {} |", cells.join(" | "));
+        }
+    }
+    Ok(())
+}
