@@ -25,7 +25,7 @@ pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 /// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
 /// split over one thread per this much work (see [`CompileOptions::split_min_flops`]).
 ///
-/// `cargo run --release --example split_cutoff -- MODEL_DIR` (2 threads, Zen 3, cut-offs
+/// `cargo run --release --example split_cutoff -- MODEL` (2 threads, Zen 3, cut-offs
 /// alternated in blocks of 100 calls, 15 rounds), speed against 2 MFLOP: mnist-mlp at 500 kFLOP
 /// 1.51–1.56× at batch 2, 1.15–1.19× at 3–6, even at 1 and ≥ 8, with the caller on a pool
 /// thread; 1.45–1.47× and 1.10–1.19× from outside the pool. At 250 kFLOP batch 1 splits too:
@@ -52,7 +52,8 @@ const RESIDENT_ROWS_PER_THREAD: usize = 8;
 /// [`CompiledModel::columns_beat_rows`]): the column split then reads each weight from L3 once,
 /// the row split once per thread, and it runs more rows per register tile. A model whose last
 /// layer is a softmax (never split) needs this to choose columns at all where the hidden layers
-/// split evenly (mnist-mlp: 0.3–0.8 % longer at 2–16 rows, and 1.1–1.6× faster at 2–6).
+/// split evenly (mnist-mlp: 0.3–0.8 % longer at 2–16 rows, and 1.1–1.6× faster at 2–6); 12 %
+/// leaves room for wider softmax heads.
 const COLUMN_PATH_SLACK_PERCENT: u64 = 12;
 
 /// Weight bytes up to which each thread of a row split holds all the weights in its own L2
