@@ -14,6 +14,8 @@ import math
 
 
 def cells(results):
+    """(model, batch, threads, ort, ours, twin) for every cell both engines ran; twin is None
+    when the run did not time our engine twice."""
     by = {(r["model"], r["batch"], r["engine"], r["threads"]): r for r in results}
     models = list(dict.fromkeys(r["model"] for r in results))
     for model in models:
@@ -21,18 +23,9 @@ def cells(results):
             for threads in sorted({r["threads"] for r in results}):
                 ort = by.get((model, batch, "ort", threads))
                 ours = by.get((model, batch, "ours", threads))
+                twin = by.get((model, batch, "twin", threads))
                 if ort and ours and "samples_per_s" in ort and "samples_per_s" in ours:
-                    yield model, batch, threads, ort, ours
-
-
-def twin_ratio(results, model, batch, threads):
-    """ours/twin throughput for one cell, or None when the run has no twin."""
-    ours = twin = None
-    for r in results:
-        if (r["model"], r["batch"], r["threads"]) == (model, batch, threads):
-            ours = r if r["engine"] == "ours" else ours
-            twin = r if r["engine"] == "twin" else twin
-    return ours["samples_per_s"] / twin["samples_per_s"] if ours and twin else None
+                    yield model, batch, threads, ort, ours, twin
 
 
 def us(v):
@@ -45,13 +38,13 @@ def table(results):
             + (" A/A ours/twin |" if has_twin else ""),
             "|---|---:|---:|---|---|---:|---:|---:|" + ("---:|" if has_twin else "")]
     spread = []
-    for model, batch, threads, ort, ours in cells(results):
+    for model, batch, threads, ort, ours, twin in cells(results):
         ratio = ours["samples_per_s"] / ort["samples_per_s"]
         row = (f"| {model} | {batch} | {threads} | {us(ort['median_us'])} / {us(ort['p99_us'])} | "
                f"{us(ours['median_us'])} / {us(ours['p99_us'])} | {ort['gflops']:.1f} | "
                f"{ours['gflops']:.1f} | {ratio:.2f} |")
         if has_twin:
-            aa = twin_ratio(results, model, batch, threads)
+            aa = ours["samples_per_s"] / twin["samples_per_s"] if twin and "samples_per_s" in twin else None
             row += f" {aa:.2f} |" if aa else " - |"
             spread += [aa] if aa else []
         rows.append(row)
@@ -63,7 +56,7 @@ def table(results):
 
 def svg(results):
     data = [(f"{m} b{b} t{t}", ours["samples_per_s"] / ort["samples_per_s"])
-            for m, b, t, ort, ours in cells(results)]
+            for m, b, t, ort, ours, _ in cells(results)]
     w, bar, left, top = 760, 14, 170, 30
     h = top + bar * len(data) + 40
     lo, hi = math.log10(0.25), math.log10(64)
