@@ -638,7 +638,7 @@ mod tests {
 
     #[test]
     fn streamed_weights_split_by_columns_whatever_the_path() {
-        // 1100→2100→1000 (9.2 MB) with a softmax head: the unsplit last layer makes the
+        // 1100→2100→1000 (17.6 MB) with a softmax head: the unsplit last layer makes the
         // column path longer, but the row split would stream every weight once per thread.
         let model = compiled(&[1100, 2100, 1000], &CompileOptions::default());
         assert!(model.weights_streamed);
