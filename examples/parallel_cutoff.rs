@@ -5,8 +5,11 @@
 //! cargo run --release --example parallel_cutoff -- [MODEL]   # default: models/tiny-mlp
 //! ```
 //!
+//! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths.
 //! For growing batch sizes it times the batch inline on one thread and forced over a two-thread
-//! pool (cut-offs set to zero), interleaved, and prints the medians and their ratio.
+//! pool (cut-offs set to zero), interleaved, and prints the medians and their ratio, for a caller
+//! outside the pool (each forked call wakes a pool thread, then the caller) and for one on a pool
+//! thread (as `refbench` and the scheduler's worker call).
 
 use std::time::Instant;
 
@@ -35,7 +38,16 @@ fn main() -> Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "models/tiny-mlp".into());
-    let model = Model::load(&path)?;
+    let model = match path.strip_prefix("random:") {
+        Some(widths) => {
+            let widths = widths
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<usize>, _>>()?;
+            Model::random(&widths, Activation::Relu, Activation::Softmax, 7)
+        }
+        None => Model::load(&path)?,
+    };
     let inline = model.compile(&CompileOptions {
         parallel_min_flops: u64::MAX,
         split_min_flops: u64::MAX,
@@ -49,23 +61,33 @@ fn main() -> Result<()> {
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let two = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let (mut ws1, mut ws2) = (inline.new_workspaces(1), forked.new_workspaces(2));
-    println!("| batch | kFLOP | inline 1 thread µs | forked 2 threads µs | inline / forked |");
-    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| batch | kFLOP | inline 1 thread µs | forked, caller outside µs | inline / forked | \
+         forked, caller on the pool µs | inline / forked |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for batch in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048] {
         let x = Array2::from_shape_fn((batch, inline.input_width()), |(i, j)| {
             ((i * 31 + j * 17) % 97) as f32 / 48.0 - 1.0
         });
         let mut y = Array2::zeros((batch, inline.output_width()));
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
             a.push(median_ns(&inline, &one, &mut ws1, &x, &mut y)?);
             b.push(median_ns(&forked, &two, &mut ws2, &x, &mut y)?);
+            c.push(two.install(|| median_ns(&forked, &two, &mut ws2, &x, &mut y))?);
         }
-        a.sort_by(f64::total_cmp);
-        b.sort_by(f64::total_cmp);
-        let (a, b) = (a[2] / 1e3, b[2] / 1e3);
+        let mid = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[2] / 1e3
+        };
+        let (a, b, c) = (mid(&mut a), mid(&mut b), mid(&mut c));
         let kflop = batch as f64 * inline.flops_per_sample() as f64 / 1e3;
-        println!("| {batch} | {kflop:.0} | {a:.2} | {b:.2} | {:.2} |", a / b);
+        println!(
+            "| {batch} | {kflop:.0} | {a:.2} | {b:.2} | {:.2} | {c:.2} | {:.2} |",
+            a / b,
+            a / c
+        );
     }
     Ok(())
 }

@@ -22,6 +22,14 @@ use column_split::dense_columns_split;
 /// task must carry about 1 MFLOP.
 pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 
+/// How much less work a task needs when the caller is a thread of the pool (see
+/// [`CompileOptions::pool_parallel_min_flops`]): its fork wakes nobody while the other threads
+/// are still spinning from the last call. `cargo run --release --example parallel_cutoff`, two
+/// threads, caller on the pool, forked against inline: tiny-mlp 1.23–1.24× at 512 rows (330
+/// kFLOP per task), 0.87 / 1.30 at 256 (160 k), 0.83–0.87 at 128; 300→257→129→7 1.30–1.39× at
+/// 4–8 rows (0.4–0.9 MFLOP per task). From outside the pool the same forks ran at 0.2–0.4×.
+pub const POOL_FORK_DISCOUNT: u64 = 4;
+
 /// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
 /// split over one thread per this much work (see [`CompileOptions::split_min_flops`]).
 ///
@@ -103,8 +111,12 @@ pub struct CompileOptions {
     pub block_rows: Option<usize>,
     /// NaN/Inf input policy.
     pub non_finite_input: NonFiniteInput,
-    /// Work per task below which `predict_batch_into` does not fork.
+    /// Work per task below which `predict_batch_into` called from outside the pool does not fork.
     pub parallel_min_flops: u64,
+    /// The same for a caller on a thread of the pool, whose fork costs a join with a thread that
+    /// is usually still awake rather than two thread wake-ups; `None` takes a quarter of
+    /// `parallel_min_flops` ([`POOL_FORK_DISCOUNT`]).
+    pub pool_parallel_min_flops: Option<u64>,
     /// Work per thread of one layer split by output columns: a small batch's layer is split over
     /// one thread per this many FLOPs (at most the pool's threads), not at all below twice it.
     pub split_min_flops: u64,
@@ -127,6 +139,7 @@ impl Default for CompileOptions {
             block_rows: None,
             non_finite_input: NonFiniteInput::Reject,
             parallel_min_flops: DEFAULT_PARALLEL_MIN_FLOPS,
+            pool_parallel_min_flops: None,
             split_min_flops: DEFAULT_SPLIT_MIN_FLOPS,
             column_split_rows_per_thread: None,
             prefetch_weights: None,
@@ -165,6 +178,7 @@ pub struct CompiledModel {
     block_rows: usize,
     non_finite_input: NonFiniteInput,
     parallel_min_rows: usize,
+    pool_parallel_min_rows: usize,
     parallel_min_flops: u64,
     split_min_flops: u64,
     column_split_rows_per_thread: usize,
@@ -232,10 +246,13 @@ impl Model {
             kernel,
             block_rows,
             non_finite_input: options.non_finite_input,
-            parallel_min_rows: options
-                .parallel_min_flops
-                .div_ceil(flops_per_sample.max(1))
-                .max(1) as usize,
+            parallel_min_rows: rows_for(options.parallel_min_flops, flops_per_sample),
+            pool_parallel_min_rows: rows_for(
+                options
+                    .pool_parallel_min_flops
+                    .unwrap_or(options.parallel_min_flops / POOL_FORK_DISCOUNT),
+                flops_per_sample,
+            ),
             parallel_min_flops: options.parallel_min_flops,
             split_min_flops: options.split_min_flops,
             column_split_rows_per_thread: options.column_split_rows_per_thread.unwrap_or(
@@ -349,7 +366,7 @@ impl CompiledModel {
     /// its threads, unsplit layers whole) is no longer than the row split's (the block's work
     /// over its tasks), or at most [`COLUMN_PATH_SLACK_PERCENT`] longer when the weights
     /// outgrow L2.
-    fn columns_beat_rows(&self, rows: usize, threads: usize) -> bool {
+    fn columns_beat_rows(&self, rows: usize, threads: usize, caller_on_pool: bool) -> bool {
         let mut split = false;
         let mut column_path = 0;
         for layer in &self.layers {
@@ -360,7 +377,12 @@ impl CompiledModel {
         if !split || self.weights_streamed || !self.compare_splits {
             return split;
         }
-        let tasks = (rows / self.parallel_min_rows.max(1)).clamp(1, threads) as u64;
+        let min_rows = if caller_on_pool {
+            self.pool_parallel_min_rows
+        } else {
+            self.parallel_min_rows
+        };
+        let tasks = (rows / min_rows).clamp(1, threads) as u64;
         let row_path = rows as u64 * self.flops_per_sample / tasks;
         let slack = if self.weights_fit_l2 {
             0
@@ -379,7 +401,7 @@ impl CompiledModel {
         rows <= self.column_split_rows_per_thread.saturating_mul(threads)
             && (caller_on_pool
                 || rows as u64 * self.flops_per_sample >= threads as u64 * self.parallel_min_flops)
-            && self.columns_beat_rows(rows.min(self.block_rows), threads)
+            && self.columns_beat_rows(rows.min(self.block_rows), threads, caller_on_pool)
     }
 
     /// Runs a checked batch block by block (see [`Self::run_block`]).
@@ -481,6 +503,10 @@ impl Predictor for CompiledModel {
         self.parallel_min_rows
     }
 
+    fn pool_parallel_min_rows(&self) -> usize {
+        self.pool_parallel_min_rows
+    }
+
     /// One block: the rows the workspace holds.
     fn chunk_rows(&self) -> usize {
         self.block_rows
@@ -533,6 +559,11 @@ impl Predictor for CompiledModel {
         pool.install(|| self.run_blocks(workspace, x, out, threads));
         Ok(())
     }
+}
+
+/// Rows that carry at least `flops` of work (at least one).
+fn rows_for(flops: u64, flops_per_sample: u64) -> usize {
+    flops.div_ceil(flops_per_sample.max(1)).max(1) as usize
 }
 
 /// Multiply-adds of one layer for `rows` rows, counted as two FLOPs each.
@@ -614,14 +645,12 @@ mod tests {
 
     #[test]
     fn an_l2_sized_model_splits_by_columns_only_where_the_path_is_shorter() {
-        // 300→257→129→7 (440 KB): at 8 rows the row split runs inline (1.8 MFLOP < 2 × 1 MFLOP
-        // per task), at 16 it forks and the column split's path (softmax layer whole) is longer.
+        // 300→257→129→7 (440 KB): from a pool thread 8 rows fork by rows (4 per task, 0.9
+        // MFLOP) and 16 too, which the column split (its softmax layer whole, the 129-wide layer
+        // unsplit at 8 rows) does not beat; from outside, 8 rows are too little to wake the pool.
         let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
-        assert!(model.splits_by_columns(8, 2, true));
-        assert!(
-            !model.splits_by_columns(8, 2, false),
-            "too little work to wake the pool"
-        );
+        assert!(!model.splits_by_columns(8, 2, true));
+        assert!(!model.splits_by_columns(8, 2, false));
         assert!(!model.splits_by_columns(16, 2, true));
         let forced = compiled(
             &[300, 257, 129, 7],
@@ -648,5 +677,23 @@ mod tests {
             !model.splits_by_columns(129, 2, true),
             "past 64 rows per thread"
         );
+    }
+
+    #[test]
+    fn a_caller_on_the_pool_forks_with_a_quarter_of_the_work() {
+        // 300→257→129→7: 222 kFLOP per row (with bias and activation), so 1 MFLOP takes 5 rows
+        // and 250 kFLOP 2.
+        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        assert_eq!(model.flops_per_sample(), 222_312);
+        assert_eq!(model.parallel_min_rows(), 5);
+        assert_eq!(model.pool_parallel_min_rows(), 2);
+        let given = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions {
+                pool_parallel_min_flops: Some(1_000_000),
+                ..CompileOptions::default()
+            },
+        );
+        assert_eq!(given.pool_parallel_min_rows(), 5);
     }
 }

@@ -36,9 +36,16 @@ pub trait Predictor: Send + Sync + fmt::Debug {
         (0..count.max(1)).map(|_| self.new_workspace()).collect()
     }
 
-    /// The fewest rows worth handing to a separate thread; smaller batches run inline.
+    /// The fewest rows worth handing to a separate thread when the caller is outside the pool;
+    /// smaller batches run inline.
     fn parallel_min_rows(&self) -> usize {
         1
+    }
+
+    /// The same when the caller is a thread of the pool, where a fork costs less (no thread
+    /// has to be woken while the others still spin from the last call).
+    fn pool_parallel_min_rows(&self) -> usize {
+        self.parallel_min_rows()
     }
 
     /// Rows per chunk of a batch split by rows (see [`Predictor::predict_batch_into`]); chunks
@@ -99,7 +106,8 @@ pub trait Predictor: Send + Sync + fmt::Debug {
     /// Runs a batch on `pool`: one task per pool thread, each with its own workspace, takes
     /// chunks of contiguous rows (about [`Predictor::chunk_rows`]) and carries each through all
     /// layers until none is left. Batches too small to pay for a fork (see
-    /// [`Predictor::parallel_min_rows`]) run inline on the caller's thread.
+    /// [`Predictor::parallel_min_rows`], and [`Predictor::pool_parallel_min_rows`] when called
+    /// from a thread of `pool`) run inline on the caller's thread.
     ///
     /// `workspaces` needs one entry per pool thread.
     ///
@@ -118,7 +126,8 @@ pub trait Predictor: Send + Sync + fmt::Debug {
 }
 
 /// The row split behind [`Predictor::predict_batch_into`]: one task per workspace (at most one
-/// per pool thread), inline below [`Predictor::parallel_min_rows`] rows per task. The rows are
+/// per pool thread), inline below [`Predictor::parallel_min_rows`] rows per task
+/// ([`Predictor::pool_parallel_min_rows`] for a caller on the pool). The rows are
 /// cut into even chunks of about [`Predictor::chunk_rows`], the same number for every task and
 /// at least [`CHUNKS_PER_TASK`] each while chunks keep [`Predictor::min_chunk_rows`] rows, and
 /// each task takes the next unclaimed chunk until none is left: a thread slowed down by
@@ -133,7 +142,12 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     out: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
     let rows = x.nrows();
-    let tasks = (rows / model.parallel_min_rows().max(1)).clamp(1, pool.current_num_threads());
+    let min_rows = if pool.current_thread_index().is_some() {
+        model.pool_parallel_min_rows()
+    } else {
+        model.parallel_min_rows()
+    };
+    let tasks = (rows / min_rows.max(1)).clamp(1, pool.current_num_threads());
     if workspaces.len() < tasks.max(1) {
         return Err(Error::TooFewWorkspaces {
             needed: tasks,

@@ -57,8 +57,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             .join(", ")
     );
     println!(
-        "threads       {threads} (budget); batches under {} rows run on one thread",
-        compiled.parallel_min_rows()
+        "threads       {threads} (budget); by rows, batches under {} rows run on one thread \
+         ({} when called from a pool thread)",
+        2 * compiled.parallel_min_rows(),
+        2 * compiled.pool_parallel_min_rows()
     );
     println!(
         "workspace     {} rows per block, {} per thread, {} for {threads} threads",
