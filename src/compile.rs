@@ -28,6 +28,11 @@ pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 /// threads, caller on the pool, forked against inline: tiny-mlp 1.23–1.24× at 512 rows (330
 /// kFLOP per task), 0.87 / 1.30 at 256 (160 k), 0.83–0.87 at 128; 300→257→129→7 1.30–1.39× at
 /// 4–8 rows (0.4–0.9 MFLOP per task). From outside the pool the same forks ran at 0.2–0.4×.
+/// The price is paid by a pool thread that sleeps between calls, so that the other threads have
+/// gone to sleep too: against 1 MFLOP per task, tiny-mlp at 512 / 1024 rows and the
+/// 300→257→129→7 model at 4 rows ran 1.37 / 1.44 / 1.57× with calls back to back, 0.80 / 0.93 /
+/// 0.74× with 0.3 ms between calls and 0.79 / 0.88 / 0.96× with 2 ms. A caller like that sets
+/// [`CompileOptions::pool_parallel_min_flops`] to `parallel_min_flops`.
 pub const POOL_FORK_DISCOUNT: u64 = 4;
 
 /// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
