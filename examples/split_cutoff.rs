@@ -7,7 +7,8 @@
 //!
 //! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths
 //! (ReLU hidden layers, softmax output).
-//! BATCHES (default `1,2,3,4,6,8`) and CUTOFFS (`split_min_flops` values, default
+//! BATCHES (default `1,2,3,4,6,8`) and CUTOFFS (values of `split_min_flops`, and of
+//! `pool_split_min_flops` with them, so that both callers see the same cut-off; default
 //! `2000000,500000,250000`) are comma lists. On a two-thread pool, for each batch size, the
 //! models compiled with each cut-off are called in turn, in blocks of calls, in ROUNDS rounds
 //! (default 20); each round's median is compared with the first cut-off's in the same round.
@@ -112,6 +113,7 @@ fn main() -> Result<()> {
         .map(|&cutoff| {
             model.compile(&CompileOptions {
                 split_min_flops: cutoff as u64,
+                pool_split_min_flops: Some(cutoff as u64),
                 ..CompileOptions::default()
             })
         })

@@ -35,6 +35,13 @@ pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 /// [`CompileOptions::pool_parallel_min_flops`] to `parallel_min_flops`.
 pub const POOL_FORK_DISCOUNT: u64 = 4;
 
+/// How much less work per thread a layer split by columns needs when the caller is a thread of
+/// the pool (see [`CompileOptions::pool_split_min_flops`]), for the same reason. mnist-mlp batch 1
+/// on two threads (`split_cutoff`, 250 k against 500 k, both hidden layers then split):
+/// 1.31–1.60× with calls back to back, 0.91–0.93× with 0.3–2 ms sleeps between them; from
+/// outside the pool the same split ran at 0.46–0.52×.
+pub const POOL_SPLIT_DISCOUNT: u64 = 2;
+
 /// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
 /// split over one thread per this much work (see [`CompileOptions::split_min_flops`]).
 ///
@@ -43,8 +50,9 @@ pub const POOL_FORK_DISCOUNT: u64 = 4;
 /// 1.51–1.56× at batch 2, 1.15–1.19× at 3–6, even at 1 and ≥ 8, with the caller on a pool
 /// thread; 1.45–1.47× and 1.10–1.19× from outside the pool. At 250 kFLOP batch 1 splits too:
 /// 1.31–1.60× from a pool thread calling back to back, but 0.91–0.93× when it sleeps 0.3–2 ms
-/// between calls (the other thread must be woken each time); `random:300,257,129,7` at 4–6
-/// rows swung from 0.78–0.83× to 1.11–1.19× between runs. So not lower.
+/// between calls (the other thread must be woken each time), and 0.46–0.52× from outside the
+/// pool; `random:300,257,129,7` at 4–6 rows swung from 0.78–0.83× to 1.11–1.19× between runs.
+/// So 500 k, halved for a caller on the pool ([`POOL_SPLIT_DISCOUNT`]).
 pub const DEFAULT_SPLIT_MIN_FLOPS: u64 = 500_000;
 
 /// With weights streamed from DRAM, batches of at most this many rows per thread are split
@@ -125,6 +133,9 @@ pub struct CompileOptions {
     /// Work per thread of one layer split by output columns: a small batch's layer is split over
     /// one thread per this many FLOPs (at most the pool's threads), not at all below twice it.
     pub split_min_flops: u64,
+    /// The same for a caller on a thread of the pool; `None` takes half of `split_min_flops`
+    /// ([`POOL_SPLIT_DISCOUNT`]).
+    pub pool_split_min_flops: Option<u64>,
     /// Rows per thread up to which `predict_batch_into` splits each layer by output columns
     /// rather than splitting the batch by rows: a column split reads each weight once, a row
     /// split once per thread. `None` picks 64 for weights larger than a last-level cache share
@@ -146,6 +157,7 @@ impl Default for CompileOptions {
             parallel_min_flops: DEFAULT_PARALLEL_MIN_FLOPS,
             pool_parallel_min_flops: None,
             split_min_flops: DEFAULT_SPLIT_MIN_FLOPS,
+            pool_split_min_flops: None,
             column_split_rows_per_thread: None,
             prefetch_weights: None,
         }
@@ -186,6 +198,7 @@ pub struct CompiledModel {
     pool_parallel_min_rows: usize,
     parallel_min_flops: u64,
     split_min_flops: u64,
+    pool_split_min_flops: u64,
     column_split_rows_per_thread: usize,
     /// Whether the column split must beat the row split (the rows limit was not given).
     compare_splits: bool,
@@ -260,6 +273,9 @@ impl Model {
             ),
             parallel_min_flops: options.parallel_min_flops,
             split_min_flops: options.split_min_flops,
+            pool_split_min_flops: options
+                .pool_split_min_flops
+                .unwrap_or(options.split_min_flops / POOL_SPLIT_DISCOUNT),
             column_split_rows_per_thread: options.column_split_rows_per_thread.unwrap_or(
                 if streamed {
                     STREAMED_ROWS_PER_THREAD
@@ -350,14 +366,26 @@ impl CompiledModel {
     }
 
     /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
-    /// `threads` are available: one per [`CompileOptions::split_min_flops`] of the layer's work,
-    /// never for a row-wise activation (softmax needs whole rows), at most one thread per panel.
-    fn column_threads(&self, layer: &CompiledLayer, rows: usize, threads: usize) -> usize {
+    /// `threads` are available: one per [`CompileOptions::split_min_flops`] of the layer's work
+    /// ([`CompileOptions::pool_split_min_flops`] for a caller on the pool), never for a row-wise
+    /// activation (softmax needs whole rows), at most one thread per panel.
+    fn column_threads(
+        &self,
+        layer: &CompiledLayer,
+        rows: usize,
+        threads: usize,
+        caller_on_pool: bool,
+    ) -> usize {
         if threads <= 1 || layer.activation.is_row_wise() {
             return 1;
         }
         let panels = layer.weights.n().div_ceil(layer.weights.nr());
-        ((layer_flops(layer, rows) / self.split_min_flops.max(1)) as usize)
+        let min_flops = if caller_on_pool {
+            self.pool_split_min_flops
+        } else {
+            self.split_min_flops
+        };
+        ((layer_flops(layer, rows) / min_flops.max(1)) as usize)
             .min(threads)
             .min(panels)
             .max(1)
@@ -375,7 +403,7 @@ impl CompiledModel {
         let mut split = false;
         let mut column_path = 0;
         for layer in &self.layers {
-            let layer_threads = self.column_threads(layer, rows, threads);
+            let layer_threads = self.column_threads(layer, rows, threads, caller_on_pool);
             split |= layer_threads > 1;
             column_path += layer_flops(layer, rows) / layer_threads as u64;
         }
@@ -416,6 +444,7 @@ impl CompiledModel {
         x: ArrayView2<'_, f32>,
         mut out: ArrayViewMut2<'_, f32>,
         threads: usize,
+        caller_on_pool: bool,
     ) {
         let rows = x.nrows();
         let mut start = 0;
@@ -423,7 +452,7 @@ impl CompiledModel {
             let len = ws.rows.min(rows - start);
             let xb = x.slice_axis(Axis(0), (start..start + len).into());
             let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
-            self.run_block(ws, xb, ob, threads);
+            self.run_block(ws, xb, ob, threads, caller_on_pool);
             start += len;
         }
     }
@@ -436,6 +465,7 @@ impl CompiledModel {
         x: ArrayView2<'_, f32>,
         mut out: ArrayViewMut2<'_, f32>,
         threads: usize,
+        caller_on_pool: bool,
     ) {
         let rows = x.nrows();
         let width = ws.width;
@@ -465,7 +495,7 @@ impl CompiledModel {
             } else {
                 RowsMut::new(dst, rows, n, width)
             };
-            let layer_threads = self.column_threads(layer, rows, threads);
+            let layer_threads = self.column_threads(layer, rows, threads, caller_on_pool);
             dense_columns_split(self.kernel, src, layer, dst, layer_threads);
         }
         let src_is_front = last.is_multiple_of(2);
@@ -534,7 +564,7 @@ impl Predictor for CompiledModel {
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
         self.check_call(workspace, &x, &out)?;
-        self.run_blocks(workspace, x, out, 1);
+        self.run_blocks(workspace, x, out, 1, false);
         Ok(())
     }
 
@@ -552,8 +582,8 @@ impl Predictor for CompiledModel {
     ) -> Result<()> {
         let rows = x.nrows();
         let threads = pool.current_num_threads();
-        let by_columns =
-            self.splits_by_columns(rows, threads, pool.current_thread_index().is_some());
+        let caller_on_pool = pool.current_thread_index().is_some();
+        let by_columns = self.splits_by_columns(rows, threads, caller_on_pool);
         if !by_columns {
             return predict_row_split(self, pool, workspaces, x, out);
         }
@@ -561,7 +591,7 @@ impl Predictor for CompiledModel {
             return Err(Error::TooFewWorkspaces { needed: 1, got: 0 });
         };
         self.check_call(workspace, &x, &out)?;
-        pool.install(|| self.run_blocks(workspace, x, out, threads));
+        pool.install(|| self.run_blocks(workspace, x, out, threads, caller_on_pool));
         Ok(())
     }
 }
@@ -627,13 +657,12 @@ mod tests {
 
     #[test]
     fn small_batches_of_an_l3_sized_model_split_by_columns_from_two_rows() {
-        // 784→512→512→10 (2.6 MB): hidden layers of 0.8 and 0.5 MFLOP per row.
+        // 784→512→512→10 (2.6 MB): hidden layers of 0.8 and 0.5 MFLOP per row, which split at
+        // one row only for a caller on the pool (250 kFLOP per thread).
         let model = compiled(&[784, 512, 512, 10], &CompileOptions::default());
+        assert!(model.splits_by_columns(1, 2, true));
+        assert!(!model.splits_by_columns(1, 2, false), "one row stays whole");
         for caller_on_pool in [true, false] {
-            assert!(
-                !model.splits_by_columns(1, 2, caller_on_pool),
-                "one row stays whole"
-            );
             for rows in [2, 3, 6, 16] {
                 assert!(
                     model.splits_by_columns(rows, 2, caller_on_pool),

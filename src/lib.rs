@@ -55,7 +55,7 @@ pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
 pub use compile::{
     CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, DEFAULT_SPLIT_MIN_FLOPS,
-    NonFiniteInput, POOL_FORK_DISCOUNT,
+    NonFiniteInput, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
 };
 pub use error::{Error, Origin, Result};
 pub use kernels::KernelKind;
