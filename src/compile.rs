@@ -8,7 +8,7 @@ use crate::kernels::{KernelKind, PackedWeights, Rows, RowsMut};
 use crate::model::Model;
 use rayon::ThreadPool;
 
-use crate::predictor::{Predictor, predict_row_split};
+use crate::predictor::{Predictor, predict_row_split, row_split_tasks};
 use crate::workspace::Workspace;
 
 mod column_split;
@@ -410,12 +410,7 @@ impl CompiledModel {
         if !split || self.weights_streamed || !self.compare_splits {
             return split;
         }
-        let min_rows = if caller_on_pool {
-            self.pool_parallel_min_rows
-        } else {
-            self.parallel_min_rows
-        };
-        let tasks = (rows / min_rows).clamp(1, threads) as u64;
+        let tasks = row_split_tasks(self, rows, threads, caller_on_pool) as u64;
         let row_path = rows as u64 * self.flops_per_sample / tasks;
         let slack = if self.weights_fit_l2 {
             0

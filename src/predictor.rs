@@ -142,12 +142,8 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     out: ArrayViewMut2<'_, f32>,
 ) -> Result<()> {
     let rows = x.nrows();
-    let min_rows = if pool.current_thread_index().is_some() {
-        model.pool_parallel_min_rows()
-    } else {
-        model.parallel_min_rows()
-    };
-    let tasks = (rows / min_rows.max(1)).clamp(1, pool.current_num_threads());
+    let caller_on_pool = pool.current_thread_index().is_some();
+    let tasks = row_split_tasks(model, rows, pool.current_num_threads(), caller_on_pool);
     if workspaces.len() < tasks.max(1) {
         return Err(Error::TooFewWorkspaces {
             needed: tasks,
@@ -180,6 +176,23 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     // far less than the chunk's compute.
     let chunks = Mutex::new(EvenChunks::new(x, out, per_task * tasks));
     pool.install(|| fork(model, &mut workspaces[..tasks], &chunks))
+}
+
+/// Tasks a row split of `rows` rows runs on `threads` threads: one per
+/// [`Predictor::parallel_min_rows`] rows ([`Predictor::pool_parallel_min_rows`] when the caller
+/// is a thread of the pool), at least one, at most one per thread.
+pub(crate) fn row_split_tasks<P: Predictor + ?Sized>(
+    model: &P,
+    rows: usize,
+    threads: usize,
+    caller_on_pool: bool,
+) -> usize {
+    let min_rows = if caller_on_pool {
+        model.pool_parallel_min_rows()
+    } else {
+        model.parallel_min_rows()
+    };
+    (rows / min_rows.max(1)).clamp(1, threads.max(1))
 }
 
 /// Chunks per task of a row split, when [`Predictor::min_chunk_rows`] allows: with one chunk

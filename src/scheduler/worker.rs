@@ -19,6 +19,7 @@ use super::spin::poll_for;
 use crate::Predictor;
 use crate::alloc_count::AllocScope;
 use crate::metrics::{BatchRecord, CloseReason, bump, nanos};
+use crate::predictor::row_split_tasks;
 use crate::workspace::Workspace;
 
 /// What every worker shares: the compute pool and where records are streamed.
@@ -194,9 +195,15 @@ impl Worker {
         Ok(start.elapsed())
     }
 
-    /// Tasks `predict_batch_into` splits `rows` rows into.
+    /// Tasks `predict_batch_into` splits `rows` rows into, called from this worker (not a
+    /// thread of the pool).
     fn tasks(&self, rows: usize) -> usize {
-        (rows / self.predictor.parallel_min_rows().max(1)).clamp(1, self.pool.current_num_threads())
+        row_split_tasks(
+            self.predictor.as_ref(),
+            rows,
+            self.pool.current_num_threads(),
+            false,
+        )
     }
 
     fn serve(&mut self, queue: &Receiver<Pending>) {
