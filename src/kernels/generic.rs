@@ -18,6 +18,9 @@ use crate::Activation;
 /// Most rows one register tile covers.
 const MR_MAX: usize = 6;
 
+/// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
+const PREFETCH_TILES: usize = 4;
+
 /// `out = act(x · W + b)` for output columns `col0 .. col0 + out.cols()` of a block of rows, `W`
 /// packed in `NR`-wide panels. `col0` must be a multiple of `NR`; `bias` is the whole layer's.
 /// A row-wise activation (softmax) needs the call to cover every column.
@@ -122,8 +125,12 @@ impl Layer<'_, '_> {
         // so that memory stays busy during the tiles that compute from cache too. Asked for all
         // at once by the first tile, the requests outrun DRAM, stall that tile, and leave memory
         // idle during the others. wide-mlp on Zen 3, one thread, interleaved A/B against the
-        // first tile alone: 1.08–1.35× at 8 rows, 1.16–1.39× at 32, even at 128 and 512.
-        let period = if tiles > 1 { 2 } else { 1 };
+        // first tile alone: 1.08–1.35× at 8 rows, 1.16–1.39× at 32, even at 128 and 512. On Zen 5,
+        // whose cores compute 2.6× faster, two tiles asked more than one core's share of DRAM:
+        // spreading over up to four (`PREFETCH_TILES`) ran wide-mlp 1.15× faster at 16 rows,
+        // 1.08× at 32 and 1.06× at 64 on one thread, 1.15× at 32 on two. Six was slower than
+        // four (1.03× at 32 rows): the last tiles' share then arrives as the next panel starts.
+        let period = tiles.min(PREFETCH_TILES);
         let share = (pass.k1 - pass.k0).div_ceil(period) * NR;
         for p in 0..self.panels {
             let mut r = 0;
@@ -377,9 +384,15 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
             Some(Prefetch { stream, period: 1 }) => {
                 micro_loop::<L, MR, NR, NP, NV, 1>(kc, xs, ws, seed, dst, relu, stream)
             }
-            Some(Prefetch { stream, period }) => {
-                debug_assert_eq!(period, 2);
+            Some(Prefetch { stream, period: 2 }) => {
                 micro_loop::<L, MR, NR, NP, NV, 2>(kc, xs, ws, seed, dst, relu, stream)
+            }
+            Some(Prefetch { stream, period: 3 }) => {
+                micro_loop::<L, MR, NR, NP, NV, 3>(kc, xs, ws, seed, dst, relu, stream)
+            }
+            Some(Prefetch { stream, period }) => {
+                debug_assert_eq!(period, PREFETCH_TILES);
+                micro_loop::<L, MR, NR, NP, NV, PREFETCH_TILES>(kc, xs, ws, seed, dst, relu, stream)
             }
         }
     }
@@ -456,7 +469,7 @@ unsafe fn micro_loop<
 }
 
 /// Weights to pull towards the cache while a tile computes: one panel row of `stream` every
-/// `period` reduction steps (1 or 2).
+/// `period` reduction steps (1 to [`PREFETCH_TILES`]).
 #[derive(Clone, Copy)]
 struct Prefetch<'a> {
     stream: &'a [f32],
