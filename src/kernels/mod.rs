@@ -137,9 +137,11 @@ impl KernelKind {
         );
         let kc = Self::kc(w.nr());
         match self {
-            KernelKind::Portable => generic::dense_tiled::<generic::Portable8, 16, 2>(
-                x, w, col0, bias, activation, out, kc,
-            ),
+            KernelKind::Portable => {
+                generic::dense_tiled::<generic::Portable8, 16, 2, { generic::MR_MAX_16_REGISTERS }>(
+                    x, w, col0, bias, activation, out, kc,
+                )
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX2 and FMA (asserted above).
             KernelKind::Avx2Fma => unsafe {

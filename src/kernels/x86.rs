@@ -12,7 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use super::generic::{Lanes, dense_tiled};
+use super::generic::{Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, dense_tiled};
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use crate::Activation;
@@ -156,13 +156,13 @@ pub(super) unsafe fn dense_avx2_fma(
     kc: usize,
 ) {
     match w.nr() {
-        4 => dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc),
-        8 => dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Ymm, 16, 2>(x, w, col0, bias, activation, out, kc),
+        4 => dense_tiled::<Xmm, 4, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        8 => dense_tiled::<Ymm, 8, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Ymm, 16, 2, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
     }
 }
 
-/// AVX-512F, 32-wide panels: a 6 × 32 tile is 12 zmm accumulators (of 32 registers). Narrow
+/// AVX-512F, 32-wide panels: an 8 × 32 tile is 16 zmm accumulators (of 32 registers). Narrow
 /// layers run as in [`dense_avx2_fma`].
 ///
 /// # Safety
@@ -178,13 +178,13 @@ pub(super) unsafe fn dense_avx512(
     kc: usize,
 ) {
     match w.nr() {
-        4 => dense_tiled::<Xmm, 4, 1>(x, w, col0, bias, activation, out, kc),
-        8 => dense_tiled::<Ymm, 8, 1>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Zmm, 32, 2>(x, w, col0, bias, activation, out, kc),
+        4 => dense_tiled::<Xmm, 4, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        8 => dense_tiled::<Ymm, 8, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Zmm, 32, 2, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
     }
 }
 
-/// The AVX-512 kernel's source and panel width compiled for AVX2 (it spills registers, so it is
+/// The AVX-512 kernel's source, panel width and tile height compiled for AVX2 (it spills registers, so it is
 /// slow): it exists so that the conformance suite runs the 32-wide code path on any x86-64 CPU.
 ///
 /// # Safety
@@ -200,5 +200,5 @@ pub(super) unsafe fn dense_avx2_fma_wide(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_tiled::<Ymm, 32, 4>(x, w, col0, bias, activation, out, kc)
+    dense_tiled::<Ymm, 32, 4, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc)
 }
