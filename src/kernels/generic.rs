@@ -21,9 +21,11 @@ pub(super) const MR_MAX_16_REGISTERS: usize = 6;
 
 /// Most rows one register tile covers where it has 32 (AVX-512): an 8-row tile of two registers
 /// per row takes 16 and reads each weight vector for 8 rows. Against 6 rows on Zen 5, reference
-/// harness with calls interleaved: mnist-mlp batch 8 1.16× / 1.11× faster on one / two threads
-/// (one tile of 8 rows, the weights read from L3 once, instead of two tiles of 4), wide-mlp batch
-/// 8 1.22× / 1.02×, 16 1.07×, 32 1.05×; mnist-mlp 16–128 and wide-mlp 128 even (0.98–1.02).
+/// harness with both builds interleaved, one thread: mnist-mlp batch 8 1.14× (one tile of 8 rows
+/// reads the weights from L3 once, instead of two tiles of 4), 16 and 32 1.03×, 128 1.00×;
+/// wide-mlp batch 8 1.22×, 16 1.14×, 32 1.09×, 128 1.01×. The price: tiny-mlp's sub-µs calls ran
+/// 0.81× / 0.88× / 0.92× / 0.97× as fast at 8 / 16 / 32 / 128 rows, and no faster in a build that
+/// gave them 6-row tiles again (0.73–0.84×): calls that short feel the kernel's larger code.
 pub(super) const MR_MAX_32_REGISTERS: usize = 8;
 
 /// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
@@ -99,6 +101,58 @@ struct Layer<'a, 'b> {
     panels: usize,
 }
 
+/// The row tiles of a block, in order: `tall` tiles of the full height first, then the other
+/// rows in balanced tiles of at most [`MR_MAX_16_REGISTERS`] (7 rows = 4 + 3, not 6 + 1, so that
+/// none is starved of accumulators). With 8-row tiles, a remainder goes with one 8-row tile into
+/// short ones (8 + 5 = 5 + 4 + 4) rather than into a 7-row tile: instantiating one made the whole
+/// AVX-512 kernel slower on short reductions (tiny-mlp, K = 16: 1.3× slower at 8–2048 rows, even
+/// in calls that never ran it), which leaving it out undid.
+struct TilePlan {
+    tall: usize,
+    height: usize,
+    short_tiles: usize,
+    short_base: usize,
+    short_extra: usize,
+}
+
+impl TilePlan {
+    /// The plan for `m` rows in tiles up to `height` rows tall.
+    #[inline(always)]
+    fn new(m: usize, height: usize) -> Self {
+        let tall = if height <= MR_MAX_16_REGISTERS || m < height {
+            0
+        } else if m.is_multiple_of(height) {
+            m / height
+        } else {
+            m / height - 1
+        };
+        let short = m - tall * height;
+        let short_tiles = short.div_ceil(MR_MAX_16_REGISTERS);
+        TilePlan {
+            tall,
+            height,
+            short_tiles,
+            short_base: short.checked_div(short_tiles).unwrap_or(0),
+            short_extra: short.checked_rem(short_tiles).unwrap_or(0),
+        }
+    }
+
+    #[inline(always)]
+    fn tiles(&self) -> usize {
+        self.tall + self.short_tiles
+    }
+
+    /// Rows of tile `t`.
+    #[inline(always)]
+    fn rows(&self, t: usize) -> usize {
+        if t < self.tall {
+            self.height
+        } else {
+            self.short_base + usize::from(t - self.tall < self.short_extra)
+        }
+    }
+}
+
 /// One K-block: reduction indices `k0..k1`.
 struct Pass {
     k0: usize,
@@ -128,10 +182,9 @@ impl Layer<'_, '_> {
             3 => return self.panel_groups::<L, 3, NR, 1, NV>(0, pass, out),
             _ => {}
         }
-        // Many rows: panel by panel, every row tile reusing the panel slice from L1. Tiles are
-        // balanced (7 rows = 4 + 3, not 6 + 1) so that none is starved of accumulators.
-        let tiles = m.div_ceil(MR_MAX);
-        let (base, extra) = (m / tiles, m % tiles);
+        // Many rows: panel by panel, every row tile reusing the panel slice from L1.
+        let plan = TilePlan::new(m, MR_MAX);
+        let tiles = plan.tiles();
         // Weights streamed from DRAM: while this panel's tiles compute, the next panel's slice is
         // prefetched, spread over the first `period` tiles at one panel row every `period` steps,
         // so that memory stays busy during the tiles that compute from cache too. Asked for all
@@ -147,7 +200,7 @@ impl Layer<'_, '_> {
         for p in 0..self.panels {
             let mut r = 0;
             for t in 0..tiles {
-                let rows = base + usize::from(t < extra);
+                let rows = plan.rows(t);
                 let next = (self.w.prefetch() && t < period && p + 1 < self.panels).then(|| {
                     let slice = self.slice::<NR>(p + 1, pass);
                     Prefetch {
@@ -156,8 +209,7 @@ impl Layer<'_, '_> {
                     }
                 });
                 match rows {
-                    8 => self.tile::<L, 8, NR, 1, NV>(r, p, pass, out, next),
-                    7 => self.tile::<L, 7, NR, 1, NV>(r, p, pass, out, next),
+                    8 if MR_MAX >= 8 => self.tile::<L, 8, NR, 1, NV>(r, p, pass, out, next),
                     6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out, next),
                     5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out, next),
                     4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out, next),
@@ -503,5 +555,35 @@ fn copy_prefix(dst: &mut [f32], src: &[f32]) {
         }
     } else {
         dst.copy_from_slice(src);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_plans_cover_every_row_with_supported_heights() {
+        for height in [MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS] {
+            for m in 0..200 {
+                let plan = TilePlan::new(m, height);
+                let rows: Vec<usize> = (0..plan.tiles()).map(|t| plan.rows(t)).collect();
+                assert_eq!(rows.iter().sum::<usize>(), m, "height {height}, {m} rows");
+                assert!(
+                    rows.iter()
+                        .all(|&r| (1..=MR_MAX_16_REGISTERS).contains(&r) || r == height),
+                    "height {height}, {m} rows: {rows:?}"
+                );
+            }
+        }
+        let rows = |m, height| {
+            let plan = TilePlan::new(m, height);
+            (0..plan.tiles()).map(|t| plan.rows(t)).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(7, 6), [4, 3]);
+        assert_eq!(rows(7, 8), [4, 3]);
+        assert_eq!(rows(16, 8), [8, 8]);
+        assert_eq!(rows(21, 8), [8, 5, 4, 4]);
+        assert_eq!(rows(13, 6), [5, 4, 4]);
     }
 }
