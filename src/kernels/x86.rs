@@ -184,8 +184,9 @@ pub(super) unsafe fn dense_avx512(
     }
 }
 
-/// The AVX-512 kernel's source, panel width and tile height compiled for AVX2 (it spills registers, so it is
-/// slow): it exists so that the conformance suite runs the 32-wide code path on any x86-64 CPU.
+/// The AVX-512 kernel's source, panel width and tile height compiled for AVX2 (it spills
+/// registers, so it is slow): it exists so that the conformance suite runs the 32-wide code path
+/// on any x86-64 CPU.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
