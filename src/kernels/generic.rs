@@ -24,8 +24,9 @@ pub(super) const MR_MAX_16_REGISTERS: usize = 6;
 /// harness with both builds interleaved, one thread: mnist-mlp batch 8 1.14× (one tile of 8 rows
 /// reads the weights from L3 once, instead of two tiles of 4), 16 and 32 1.03×, 128 1.00×;
 /// wide-mlp batch 8 1.22×, 16 1.14×, 32 1.09×, 128 1.01×. The price: tiny-mlp's sub-µs calls ran
-/// 0.81× / 0.88× / 0.92× / 0.97× as fast at 8 / 16 / 32 / 128 rows, and no faster in a build that
-/// gave them 6-row tiles again (0.73–0.84×): calls that short feel the kernel's larger code.
+/// 0.81–0.97× as fast at 8–128 rows in that run, and 0.96–1.00× in a later one at 8–2048 rows;
+/// a build that gave them 6-row tiles again was no faster: calls that short move with the
+/// kernel's code size and layout more than with its tiles.
 pub(super) const MR_MAX_32_REGISTERS: usize = 8;
 
 /// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
