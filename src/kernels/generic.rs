@@ -202,6 +202,11 @@ impl Layer<'_, '_> {
             let mut r = 0;
             for t in 0..tiles {
                 let rows = plan.rows(t);
+                // The arms below cover every height a plan gives; any other would run as one row.
+                debug_assert!(
+                    rows <= MR_MAX_16_REGISTERS || rows == 8,
+                    "no {rows}-row tile"
+                );
                 let next = (self.w.prefetch() && t < period && p + 1 < self.panels).then(|| {
                     let slice = self.slice::<NR>(p + 1, pass);
                     Prefetch {
