@@ -2,7 +2,8 @@
 //! (0, 1, tile ± 1, primes, large), every activation, and results compared bit for bit.
 //! Adding a kernel means adding one line to the `conformance!` list below. Each check also runs
 //! the layer split by columns (as two threads would), which must give the same bits. A kind's
-//! narrow-panel instantiations (layers at most 8 wide) run wherever `n` is that small.
+//! narrow-panel instantiations (layers at most 8 wide, 16 on AVX-512) run wherever `n` is that
+//! small.
 
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
@@ -23,7 +24,7 @@ fn data(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Candidate {
     Kind(KernelKind),
-    /// The AVX-512 kernel's source, panel width and tile height compiled for AVX2.
+    /// The AVX-512 kernel's source, panel widths and tile height compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     Avx2FmaWide,
 }
@@ -41,6 +42,7 @@ impl Candidate {
         match self {
             Candidate::Kind(kind) => kind.panel_width(n),
             #[cfg(target_arch = "x86_64")]
+            Candidate::Avx2FmaWide if n <= 16 => 16,
             Candidate::Avx2FmaWide => 32,
         }
     }
@@ -158,10 +160,11 @@ macro_rules! conformance {
                 for m in 1..=8 {
                     check($kernel, m, 8209, 97, Activation::Gelu, 13 + m as u64);
                 }
-                // Narrow layers (4- and 8-wide panels) over several K-blocks too.
+                // Narrow layers (4-, 8- and 16-wide panels) over several K-blocks too.
                 for m in [1, 5, 13] {
                     check($kernel, m, 40_961, 3, Activation::Sigmoid, 17 + m as u64);
                     check($kernel, m, 40_961, 7, Activation::Softmax, 19 + m as u64);
+                    check($kernel, m, 40_961, 13, Activation::Tanh, 23 + m as u64);
                 }
             }
 

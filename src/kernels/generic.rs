@@ -23,10 +23,10 @@ pub(super) const MR_MAX_16_REGISTERS: usize = 6;
 /// per row takes 16 and reads each weight vector for 8 rows. Against 6 rows on Zen 5, reference
 /// harness with both builds interleaved, one thread: mnist-mlp batch 8 1.14× (one tile of 8 rows
 /// reads the weights from L3 once, instead of two tiles of 4), 16 and 32 1.03×, 128 1.00×;
-/// wide-mlp batch 8 1.22×, 16 1.14×, 32 1.09×, 128 1.01×. The price: tiny-mlp's sub-µs calls ran
-/// 0.81–0.97× as fast at 8–128 rows in that run, and 0.96–1.00× in a later one at 8–2048 rows;
-/// a build that gave them 6-row tiles again was no faster: calls that short move with the
-/// kernel's code size and layout more than with its tiles.
+/// wide-mlp batch 8 1.22×, 16 1.14×, 32 1.09×, 128 1.01×. tiny-mlp's sub-µs calls ran 0.81–0.97×
+/// as fast in that run, not for the tiles (a build that gave them 6-row tiles again was no
+/// faster) but for the code: all panel widths were then inlined into one function per
+/// instruction set (see `super::x86`).
 pub(super) const MR_MAX_32_REGISTERS: usize = 8;
 
 /// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
@@ -107,7 +107,7 @@ struct Layer<'a, 'b> {
 /// none is starved of accumulators). With 8-row tiles, a remainder goes with one 8-row tile into
 /// short ones (8 + 5 = 5 + 4 + 4) rather than into a 7-row tile: instantiating one made the whole
 /// AVX-512 kernel slower on short reductions (tiny-mlp, K = 16: 1.3× slower at 8–2048 rows, even
-/// in calls that never ran it), which leaving it out undid.
+/// in calls that never ran it) while all panel widths shared one function.
 struct TilePlan {
     tall: usize,
     height: usize,

@@ -91,14 +91,15 @@ impl KernelKind {
     }
 
     /// The panel width of the kernel's packed weights for a layer `n` outputs wide. The SIMD
-    /// kernels pack layers at most 8 wide (classifier heads) in 4- or 8-wide panels rather
-    /// than padding them to a full panel; all widths give the same bits.
+    /// kernels pack narrow layers (classifier heads) in 4-, 8- or (AVX-512) 16-wide panels
+    /// rather than padding them to a full panel; all widths give the same bits.
     pub(crate) fn panel_width(self, n: usize) -> usize {
         match self {
             KernelKind::Portable => 16,
             KernelKind::Avx2Fma | KernelKind::Avx512 if n <= 4 => 4,
             KernelKind::Avx2Fma | KernelKind::Avx512 if n <= 8 => 8,
             KernelKind::Avx2Fma => 16,
+            KernelKind::Avx512 if n <= 16 => 16,
             KernelKind::Avx512 => 32,
         }
     }

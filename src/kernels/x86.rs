@@ -138,14 +138,66 @@ impl Lanes for Zmm {
     }
 }
 
-/// AVX2 + FMA, 16-wide panels: a 6 × 16 tile is 12 ymm accumulators (of 16 registers). Layers
-/// at most 8 wide come in 4- or 8-wide panels (`KernelKind::panel_width`) and run on xmm or one
-/// ymm per tile row: a padded 16-wide panel would spend most of its FMAs on padding and miss the
-/// register-only path.
+/// One instantiation of the generic kernel per function: `dense_tiled` inlines every tile
+/// shape, and with all panel widths inlined into one function the shapes shared its register
+/// allocation and layout (one more panel width made tiny-mlp's sub-µs calls 1.3–1.6× slower).
+macro_rules! instance {
+    ($(#[$doc:meta])* $name:ident, $features:literal, $lanes:ty, $nr:literal, $nv:literal, $mr:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        #[doc = concat!("The CPU must support ", $features, ".")]
+        #[target_feature(enable = $features)]
+        #[inline(never)]
+        unsafe fn $name(
+            x: Rows<'_>,
+            w: &PackedWeights,
+            col0: usize,
+            bias: &[f32],
+            activation: Activation,
+            out: RowsMut<'_>,
+            kc: usize,
+        ) {
+            dense_tiled::<$lanes, $nr, $nv, { $mr }>(x, w, col0, bias, activation, out, kc)
+        }
+    };
+}
+
+instance!(
+    /// Layers at most 4 wide on xmm registers.
+    avx2_nr4, "avx2,fma", Xmm, 4, 1, MR_MAX_16_REGISTERS
+);
+instance!(
+    /// Layers at most 8 wide on one ymm register per tile row.
+    avx2_nr8, "avx2,fma", Ymm, 8, 1, MR_MAX_16_REGISTERS
+);
+instance!(
+    /// 16-wide panels: a 6 × 16 tile is 12 ymm accumulators (of 16 registers).
+    avx2_nr16, "avx2,fma", Ymm, 16, 2, MR_MAX_16_REGISTERS
+);
+instance!(
+    /// Layers at most 4 wide, as [`avx2_nr4`].
+    avx512_nr4, "avx512f,avx2,fma", Xmm, 4, 1, MR_MAX_16_REGISTERS
+);
+instance!(
+    /// Layers at most 8 wide, as [`avx2_nr8`].
+    avx512_nr8, "avx512f,avx2,fma", Ymm, 8, 1, MR_MAX_16_REGISTERS
+);
+instance!(
+    /// Layers at most 16 wide (classifier heads) on one zmm register per tile row.
+    avx512_nr16, "avx512f,avx2,fma", Zmm, 16, 1, MR_MAX_32_REGISTERS
+);
+instance!(
+    /// 32-wide panels: an 8 × 32 tile is 16 zmm accumulators (of 32 registers).
+    avx512_nr32, "avx512f,avx2,fma", Zmm, 32, 2, MR_MAX_32_REGISTERS
+);
+
+/// AVX2 + FMA, 16-wide panels. Layers at most 8 wide come in 4- or 8-wide panels
+/// (`KernelKind::panel_width`) and run on xmm or one ymm per tile row: a padded 16-wide panel
+/// would spend most of its FMAs on padding and miss the register-only path.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn dense_avx2_fma(
     x: Rows<'_>,
     w: &PackedWeights,
@@ -155,19 +207,21 @@ pub(super) unsafe fn dense_avx2_fma(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    match w.nr() {
-        4 => dense_tiled::<Xmm, 4, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        8 => dense_tiled::<Ymm, 8, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Ymm, 16, 2, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match w.nr() {
+            4 => avx2_nr4(x, w, col0, bias, activation, out, kc),
+            8 => avx2_nr8(x, w, col0, bias, activation, out, kc),
+            _ => avx2_nr16(x, w, col0, bias, activation, out, kc),
+        }
     }
 }
 
-/// AVX-512F, 32-wide panels: an 8 × 32 tile is 16 zmm accumulators (of 32 registers). Narrow
-/// layers run as in [`dense_avx2_fma`].
+/// AVX-512F, 32-wide panels; layers at most 16 wide in 16-wide panels (half the padding of a
+/// 10-wide head), narrower ones as in [`dense_avx2_fma`].
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX2 and FMA.
-#[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn dense_avx512(
     x: Rows<'_>,
     w: &PackedWeights,
@@ -177,16 +231,20 @@ pub(super) unsafe fn dense_avx512(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    match w.nr() {
-        4 => dense_tiled::<Xmm, 4, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        8 => dense_tiled::<Ymm, 8, 1, MR_MAX_16_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Zmm, 32, 2, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match w.nr() {
+            4 => avx512_nr4(x, w, col0, bias, activation, out, kc),
+            8 => avx512_nr8(x, w, col0, bias, activation, out, kc),
+            16 => avx512_nr16(x, w, col0, bias, activation, out, kc),
+            _ => avx512_nr32(x, w, col0, bias, activation, out, kc),
+        }
     }
 }
 
-/// The AVX-512 kernel's source, panel width and tile height compiled for AVX2 (it spills
-/// registers, so it is slow): it exists so that the conformance suite runs the 32-wide code path
-/// on any x86-64 CPU.
+/// The AVX-512 kernel's source, panel widths (16 and 32) and tile height compiled for AVX2 (it
+/// spills registers, so it is slow): it exists so that the conformance suite runs those code
+/// paths on any x86-64 CPU.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -201,5 +259,8 @@ pub(super) unsafe fn dense_avx2_fma_wide(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_tiled::<Ymm, 32, 4, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc)
+    match w.nr() {
+        16 => dense_tiled::<Ymm, 16, 2, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Ymm, 32, 4, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
+    }
 }
