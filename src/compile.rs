@@ -333,7 +333,7 @@ impl CompiledModel {
                 got: x.ncols(),
             });
         }
-        if self.non_finite_input == NonFiniteInput::Reject && !all_finite(x) {
+        if self.non_finite_input == NonFiniteInput::Reject && !all_finite(self.kernel, x) {
             for (row, values) in x.outer_iter().enumerate() {
                 if let Some(col) = values.iter().position(|v| !v.is_finite()) {
                     return Err(Error::NonFiniteInput {
@@ -630,20 +630,16 @@ fn copy_row(dst: &mut [f32], row: ArrayView1<'_, f32>) {
     }
 }
 
-/// Whether every value is finite: a branch-free scan (it vectorises) for the common case; the
-/// caller locates the first bad value only when there is one.
-fn all_finite(x: &ArrayView2<'_, f32>) -> bool {
-    fn scan(values: &[f32]) -> bool {
-        // Exponent bits all ones means NaN or infinity.
-        values.iter().fold(0u32, |bad, v| {
-            bad | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
-        }) == 0
-    }
+/// Whether every value is finite: a branch-free scan for the common case; the caller locates the
+/// first bad value only when there is one.
+fn all_finite(kernel: KernelKind, x: &ArrayView2<'_, f32>) -> bool {
     match x.as_slice() {
-        Some(values) => scan(values),
+        Some(values) => kernel.all_finite(values),
         None => x.outer_iter().all(|row| {
-            row.as_slice()
-                .map_or_else(|| row.iter().all(|v| v.is_finite()), scan)
+            row.as_slice().map_or_else(
+                || row.iter().all(|v| v.is_finite()),
+                |values| kernel.all_finite(values),
+            )
         }),
     }
 }
