@@ -150,6 +150,7 @@ macro_rules! conformance {
             #[test]
             fn zero_k_gives_bias() {
                 check($kernel, 5, 0, 19, Activation::Identity, 3);
+                check($kernel, 9, 0, 3, Activation::Identity, 4);
             }
 
             #[test]

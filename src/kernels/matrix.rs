@@ -37,6 +37,23 @@ impl<'a> Rows<'a> {
     pub(crate) fn row(&self, r: usize) -> &'a [f32] {
         &self.data[r * self.stride..r * self.stride + self.cols]
     }
+
+    /// Rows `r0..` of the view.
+    ///
+    /// # Panics
+    /// If `r0 > rows`.
+    pub(crate) fn rows_from(&self, r0: usize) -> Rows<'a> {
+        assert!(r0 <= self.rows);
+        if r0 == self.rows {
+            return Rows::new(&[], 0, self.cols, self.stride);
+        }
+        Rows::new(
+            &self.data[r0 * self.stride..],
+            self.rows - r0,
+            self.cols,
+            self.stride,
+        )
+    }
 }
 
 /// A mutable row-major matrix view: row `r` covers `cols` floats starting `r * stride` floats
@@ -98,6 +115,27 @@ impl<'a> RowsMut<'a> {
         assert!(r < self.rows);
         // SAFETY: as in `row_mut`; `&self` makes this a shared access only.
         unsafe { std::slice::from_raw_parts(self.ptr.add(r * self.stride), self.cols) }
+    }
+
+    /// Rows `r0..` of the view.
+    ///
+    /// # Panics
+    /// If `r0 > rows`.
+    pub(crate) fn rows_from(self, r0: usize) -> RowsMut<'a> {
+        assert!(r0 <= self.rows);
+        RowsMut {
+            // SAFETY: row `r0 < rows` starts inside the borrowed buffer (see `row_mut`); for
+            // `r0 == rows` the view is empty and its pointer is never dereferenced.
+            ptr: if r0 < self.rows {
+                unsafe { self.ptr.add(r0 * self.stride) }
+            } else {
+                self.ptr
+            },
+            rows: self.rows - r0,
+            cols: self.cols,
+            stride: self.stride,
+            _borrow: PhantomData,
+        }
     }
 
     /// Cuts the view into columns `0..at` and `at..cols` of the same rows.

@@ -5,6 +5,8 @@
 mod finite;
 mod generic;
 mod matrix;
+#[cfg(target_arch = "x86_64")]
+mod narrow_avx512;
 mod packed;
 pub(crate) mod reference;
 #[cfg(target_arch = "x86_64")]

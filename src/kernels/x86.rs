@@ -14,6 +14,7 @@ use std::arch::x86_64::*;
 
 use super::generic::{Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, dense_tiled};
 use super::matrix::{Rows, RowsMut};
+use super::narrow_avx512::dense_groups_of_4;
 use super::packed::PackedWeights;
 use crate::Activation;
 
@@ -218,7 +219,8 @@ pub(super) unsafe fn dense_avx2_fma(
 }
 
 /// AVX-512F, 32-wide panels; layers at most 16 wide in 16-wide panels (half the padding of a
-/// 10-wide head), narrower ones as in [`dense_avx2_fma`].
+/// 10-wide head), at most 8 wide as in [`dense_avx2_fma`], and at most 4 wide four rows to a
+/// register (`super::narrow_avx512`), the last one to three rows as in [`dense_avx2_fma`].
 ///
 /// # Safety
 /// The CPU must support AVX-512F, AVX2 and FMA.
@@ -234,6 +236,19 @@ pub(super) unsafe fn dense_avx512(
     // SAFETY: forwarded from the caller.
     unsafe {
         match w.nr() {
+            4 if col0 == 0 && w.n() > 0 && out.cols() == w.n() && x.rows() >= 4 => {
+                let mut out = out;
+                let done = dense_groups_of_4(x, w, bias, activation, &mut out);
+                avx512_nr4(
+                    x.rows_from(done),
+                    w,
+                    0,
+                    bias,
+                    activation,
+                    out.rows_from(done),
+                    kc,
+                )
+            }
             4 => avx512_nr4(x, w, col0, bias, activation, out, kc),
             8 => avx512_nr8(x, w, col0, bias, activation, out, kc),
             16 => avx512_nr16(x, w, col0, bias, activation, out, kc),
