@@ -11,11 +11,7 @@ impl KernelKind {
     /// # Panics
     /// If the kernel is not supported by this CPU.
     pub(crate) fn all_finite(self, values: &[f32]) -> bool {
-        assert!(
-            self.is_supported(),
-            "{} kernel on a CPU without it",
-            self.name()
-        );
+        self.assert_supported();
         match self {
             KernelKind::Portable => scan(values),
             #[cfg(target_arch = "x86_64")]

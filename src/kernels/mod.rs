@@ -84,6 +84,16 @@ impl KernelKind {
         }
     }
 
+    /// # Panics
+    /// If this CPU cannot run the kernel: the contract its `unsafe` entry points rely on.
+    fn assert_supported(self) {
+        assert!(
+            self.is_supported(),
+            "{} kernel on a CPU without it",
+            self.name()
+        );
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -134,11 +144,7 @@ impl KernelKind {
         assert_eq!(bias.len(), w.n());
         assert_eq!(w.nr(), self.panel_width(w.n()));
         assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
-        assert!(
-            self.is_supported(),
-            "{} kernel on a CPU without it",
-            self.name()
-        );
+        self.assert_supported();
         let kc = Self::kc(w.nr());
         match self {
             KernelKind::Portable => {
