@@ -1,13 +1,15 @@
-//! Measures what weight prefetching does for one model, batch size and thread count:
+//! Measures what weight prefetching, or huge pages, do for one model, batch size and thread
+//! count:
 //!
 //! ```text
-//! cargo run --release --example prefetch_probe -- MODEL_DIR BATCH THREADS [REPS]
+//! cargo run --release --example prefetch_probe -- MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]
 //! ```
 //!
-//! Compiles the model twice, prefetching off and on ([`CompileOptions::prefetch_weights`]), and
-//! alternates the two call by call, so that both see the same machine; prints each one's median
-//! and the median of the paired speed-ups. This is the measurement behind the default (on for
-//! weights streamed from DRAM).
+//! Compiles the model twice, the option off and on ([`CompileOptions::prefetch_weights`] or
+//! [`CompileOptions::huge_pages`]), and alternates the two call by call, so that both see the
+//! same machine and each call follows one on the other copy of the weights; prints each one's
+//! median and the median of the paired speed-ups. This is the measurement behind both defaults
+//! (on for weights streamed from DRAM).
 
 use std::time::Instant;
 
@@ -18,17 +20,27 @@ use ndarray::Array2;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model_dir, batch, threads, rest @ ..] = args.as_slice() else {
-        bail!("usage: prefetch_probe MODEL_DIR BATCH THREADS [REPS]");
+        bail!("usage: prefetch_probe MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]");
     };
     let batch: usize = batch.parse().context("BATCH")?;
     let threads: usize = threads.parse().context("THREADS")?;
     let reps: usize = rest.first().map_or(Ok(30), |r| r.parse()).context("REPS")?;
+    let option = rest.get(1).map_or("prefetch", String::as_str);
     let model = Model::load(model_dir)?;
-    let compile = |prefetch| {
-        model.compile(&CompileOptions {
-            prefetch_weights: Some(prefetch),
-            ..CompileOptions::default()
-        })
+    let compile = |on| {
+        model
+            .compile(&match option {
+                "prefetch" => CompileOptions {
+                    prefetch_weights: Some(on),
+                    ..CompileOptions::default()
+                },
+                "huge-pages" => CompileOptions {
+                    huge_pages: Some(on),
+                    ..CompileOptions::default()
+                },
+                other => bail!("unknown option {other:?}: prefetch or huge-pages"),
+            })
+            .map_err(anyhow::Error::from)
     };
     let (off, on) = (compile(false)?, compile(true)?);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -55,7 +67,7 @@ fn main() -> Result<()> {
     };
     let speedups = t_off.iter().zip(&t_on).map(|(a, b)| a / b).collect();
     println!(
-        "batch {batch}, {threads} threads: prefetch off {:.3} ms, on {:.3} ms (medians); paired speed-up on/off {:.3}",
+        "batch {batch}, {threads} threads: {option} off {:.3} ms, on {:.3} ms (medians); paired speed-up on/off {:.3}",
         median(t_off) * 1e3,
         median(t_on) * 1e3,
         median(speedups)

@@ -152,6 +152,10 @@ pub struct CompileOptions {
     /// Whether kernels prefetch each next weight panel; `None` turns it on for weights larger
     /// than a last-level cache share (8 MiB), which are streamed from DRAM.
     pub prefetch_weights: Option<bool>,
+    /// Whether packed weights go in transparent huge pages (Linux; elsewhere, or where the
+    /// system refuses, in ordinary memory); `None` turns it on for weights larger than a
+    /// last-level cache share (8 MiB), which are streamed from DRAM. It changes no result.
+    pub huge_pages: Option<bool>,
 }
 
 impl Default for CompileOptions {
@@ -166,6 +170,7 @@ impl Default for CompileOptions {
             pool_split_min_flops: None,
             column_split_rows_per_thread: None,
             prefetch_weights: None,
+            huge_pages: None,
         }
     }
 }
@@ -251,8 +256,12 @@ impl Model {
             .iter()
             .zip(self.layers())
             .map(|(ls, lw)| CompiledLayer {
-                weights: PackedWeights::pack(lw.weight.view(), kernel.panel_width(ls.output))
-                    .with_prefetch(options.prefetch_weights.unwrap_or(streamed)),
+                weights: PackedWeights::pack(
+                    lw.weight.view(),
+                    kernel.panel_width(ls.output),
+                    options.huge_pages.unwrap_or(streamed),
+                )
+                .with_prefetch(options.prefetch_weights.unwrap_or(streamed)),
                 bias: lw
                     .bias
                     .as_ref()

@@ -134,3 +134,22 @@ fn weights_larger_than_a_cache_share_are_bit_identical() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn weights_in_huge_pages_give_the_reference_bits() -> Result<()> {
+    // 700 × 800 weights are 2.2 MB, more than one 2 MiB huge page.
+    let model = Model::random(&[700, 800, 10], Activation::Relu, Activation::Softmax, 11);
+    let x = input(70, 700);
+    let reference = model.predict_reference(x.view())?;
+    for kernel in KernelKind::all_supported() {
+        let compiled = model.compile(&CompileOptions {
+            kernel: Some(kernel),
+            huge_pages: Some(true),
+            column_split_rows_per_thread: Some(4),
+            split_min_flops: 1,
+            ..CompileOptions::default()
+        })?;
+        check_batches(&compiled, &reference, &x, &[1, 3, 8, 9, 33, 70]);
+    }
+    Ok(())
+}

@@ -84,7 +84,7 @@ pub(crate) fn check_input(kernel: Candidate, x: Array2<f32>, n: usize, act: Acti
     let expected = dense_reference(x.view(), w.view(), Some(b.view()), act);
     let nr = kernel.panel_width(n);
     // Prefetching is a hint: half the seeds run with it, and the bits must not change.
-    let packed = PackedWeights::pack(w.view(), nr).with_prefetch(seed % 2 == 1);
+    let packed = PackedWeights::pack(w.view(), nr, seed % 3 == 1).with_prefetch(seed % 2 == 1);
     // Rows with a stride wider than k, and an output with a stride wider than n, as in a workspace.
     let (xs, os) = (k + 3, n + 5);
     let mut xbuf = vec![f32::NAN; m * xs];

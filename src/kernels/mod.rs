@@ -2,6 +2,7 @@
 //! packed at compile time. Every kernel reproduces the reference arithmetic bit for bit
 //! (see [`reference`]), so which kernel runs never changes a result.
 
+mod buffer;
 mod finite;
 mod generic;
 mod matrix;

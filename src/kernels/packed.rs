@@ -2,6 +2,8 @@
 
 use ndarray::ArrayView2;
 
+use super::buffer::WeightBuffer;
+
 /// A `[k, n]` weight matrix cut into column panels `nr` wide. Panel `p` holds, for each
 /// `kk` in `0..k`, the `nr` weights `W[kk, p*nr .. p*nr+nr]` contiguously; the last panel is
 /// zero-padded. A kernel's inner loop therefore reads one panel front to back.
@@ -10,17 +12,18 @@ pub(crate) struct PackedWeights {
     k: usize,
     n: usize,
     nr: usize,
-    data: Vec<f32>,
+    data: WeightBuffer,
     /// Whether kernels prefetch the next panel (for weights streamed from DRAM).
     prefetch: bool,
 }
 
 impl PackedWeights {
-    pub(crate) fn pack(w: ArrayView2<'_, f32>, nr: usize) -> Self {
+    /// Packs `w` in `nr`-wide panels, in huge pages if `huge_pages` (see [`WeightBuffer`]).
+    pub(crate) fn pack(w: ArrayView2<'_, f32>, nr: usize, huge_pages: bool) -> Self {
         assert!(nr > 0);
         let (k, n) = w.dim();
         let panels = n.div_ceil(nr);
-        let mut data = vec![0.0f32; panels * k * nr];
+        let mut data = WeightBuffer::zeroed(panels * k * nr, huge_pages);
         for (p, panel) in data
             .chunks_exact_mut((k * nr).max(1))
             .take(panels)
@@ -90,7 +93,7 @@ mod tests {
     #[test]
     fn panels_hold_columns_in_k_order_with_zero_padding() {
         let w = Array2::from_shape_fn((3, 5), |(i, j)| (10 * i + j) as f32);
-        let p = PackedWeights::pack(w.view(), 4);
+        let p = PackedWeights::pack(w.view(), 4, false);
         assert_eq!(p.data.len(), 2 * 3 * 4);
         assert_eq!(
             &p.panel(0)[..8],
