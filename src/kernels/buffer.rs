@@ -8,7 +8,8 @@
 //! Measured on Zen 5 (2 vCPUs; `cargo run --release --example prefetch_probe -- MODEL BATCH
 //! THREADS 40 huge-pages`, calls alternated between two compilations that differ only in the
 //! pages), wide-mlp on one / two threads: 1.02 / 1.02× at batch 1, 1.10 / 1.04–1.09× at 8,
-//! 1.05 / 1.16× at 32. A plain AVX-512 sum over 96 MiB read 1.04–1.15× faster in huge pages.
+//! 1.05 / 1.16× at 32. A plain AVX-512 sum over 96 MiB read 1.00–1.16× faster in huge pages (12
+//! runs, median 1.10).
 
 use std::fmt;
 use std::ptr::NonNull;
