@@ -55,12 +55,7 @@ pub(super) unsafe fn dense_groups_of_4(
     }
     let rows = groups * 4;
     for r in 0..rows {
-        let row = out.row_mut(r);
-        if activation.is_row_wise() {
-            activation.apply_row(row);
-        } else {
-            activation.apply_elementwise(row);
-        }
+        activation.apply_row(out.row_mut(r));
     }
     rows
 }
