@@ -8,12 +8,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where a model came from: a file, or memory (a model built in code).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Origin(pub Option<PathBuf>);
+pub struct Origin(Option<PathBuf>);
 
 impl Origin {
     /// The origin of a model read from `path`.
-    pub fn file(path: &Path) -> Self {
+    pub(crate) fn file(path: &Path) -> Self {
         Origin(Some(path.to_path_buf()))
+    }
+
+    /// The file, or `None` for a model built in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.0.as_deref()
     }
 }
 
@@ -207,6 +212,14 @@ pub enum Error {
         needed: usize,
         /// Workspaces given.
         got: usize,
+    },
+    /// A session's thread pool could not be started.
+    #[error("cannot start a pool of {threads} threads: {source}")]
+    ThreadPool {
+        /// Threads asked for.
+        threads: usize,
+        /// Rayon's error.
+        source: rayon::ThreadPoolBuildError,
     },
 }
 

@@ -37,51 +37,50 @@
 //! result bits do not depend on the batch size, the sample's position or the thread count.
 
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(unsafe_op_in_unsafe_fn, missing_debug_implementations, unreachable_pub)]
 
 mod activation;
 mod alloc_count;
-mod compile;
 mod error;
 mod kernels;
+mod load;
 mod metrics;
 mod model;
 mod onnx;
+mod plan;
 mod predictor;
-pub mod scheduler;
+mod run;
+mod scheduler;
 mod workspace;
+
+pub use ndarray;
+pub use rayon;
 
 pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
-pub use compile::{
-    CompileOptions, CompiledModel, DEFAULT_PARALLEL_MIN_FLOPS, DEFAULT_SPLIT_MIN_FLOPS,
-    NonFiniteInput, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
-};
 pub use error::{Error, Origin, Result};
 pub use kernels::KernelKind;
-pub use kernels::reference::dense_reference;
 pub use metrics::{
     BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary, MetricsSnapshot,
     ModelSnapshot,
 };
-pub use model::{
-    LayerSpec, LayerWeights, MAX_LAYER_WEIGHTS, Model, ModelSpec, NpyHeader, npy_header_bytes,
-    random_model, read_npy_f32, read_npy_header, write_npy_f32,
-};
+pub use model::{LayerSpec, LayerWeights, Model, ModelSpec};
 pub use onnx::{import_onnx, import_onnx_bytes};
-pub use predictor::{Predictor, predict_batch};
+pub use plan::{CompileOptions, CompiledModel, NonFiniteInput, Tuning};
+pub use predictor::{Predictor, Split};
+pub use run::{Session, predict_batch};
 pub use scheduler::{
-    BatchPolicy, CpuLimits, Decision, ModelConfig, ModelState, ModelStatus, OpenBatch, Reply,
-    ReplyFuture, ReplyHandle, Request, RequestError, Scheduler, SchedulerConfig, SchedulerError,
-    SubmitError, ThreadBudget,
+    BatchPolicy, CpuLimits, ModelConfig, ModelState, ModelStatus, Reply, ReplyFuture, ReplyHandle,
+    Request, RequestError, Scheduler, SchedulerConfig, SchedulerError, SubmitError, ThreadBudget,
 };
 pub use workspace::Workspace;
 
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        Activation, CompileOptions, CompiledModel, Error, Model, Predictor, Workspace,
-        predict_batch,
+        Activation, CompileOptions, CompiledModel, Error, KernelKind, Model, NonFiniteInput,
+        Predictor, Session, Workspace, predict_batch,
     };
 }
 

@@ -10,7 +10,7 @@ use crate::Activation;
 ///
 /// # Panics
 /// If the shapes disagree.
-pub fn dense_reference(
+pub(crate) fn dense_reference(
     x: ArrayView2<'_, f32>,
     w: ArrayView2<'_, f32>,
     bias: Option<ArrayView1<'_, f32>>,

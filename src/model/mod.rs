@@ -6,15 +6,18 @@ mod refbench;
 mod safetensors_file;
 mod spec;
 
+pub(crate) use refbench::load as load_refbench;
+pub(crate) use safetensors_file::load as load_safetensors;
+
 use std::path::Path;
 
 use ndarray::{Array1, Array2};
 
 use crate::error::{Error, Origin, Result};
 
-pub use npy::{NpyHeader, npy_header_bytes, read_npy_f32, read_npy_header, write_npy_f32};
-pub use random::random_model;
-pub use spec::{LayerSpec, MAX_LAYER_WEIGHTS, ModelSpec};
+pub(crate) use npy::read_npy_f32;
+pub(crate) use random::random_model;
+pub use spec::{LayerSpec, ModelSpec};
 
 /// The weights of one dense layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,28 +118,6 @@ impl Model {
         &self.layers
     }
 
-    /// Loads a model. `path` may be
-    /// - a spec file (`model.json`) with its safetensors weights beside it,
-    /// - a folder holding `model.json`, or
-    /// - a folder in the reference-harness layout (`manifest.json` + `W{i}.npy` / `b{i}.npy`).
-    ///
-    /// Everything is validated; errors name the file and the layer.
-    ///
-    /// # Errors
-    /// [`Error::Io`] for a missing file, [`Error::Format`] for a malformed or truncated one, and
-    /// the validation errors of [`Model::new`].
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if path.is_dir() {
-            let manifest = path.join("manifest.json");
-            if manifest.is_file() && !path.join("model.json").exists() {
-                return refbench::load(path);
-            }
-            return safetensors_file::load(&path.join("model.json"));
-        }
-        safetensors_file::load(path)
-    }
-
     /// Saves the model as a spec file at `path` and its weights beside it (the file named by the
     /// spec's `weights` field). Loading the result gives back an equal model, bit for bit.
     ///
@@ -202,7 +183,7 @@ impl Model {
         }
         let mut h = x.to_owned();
         for (ls, lw) in self.spec.layers.iter().zip(&self.layers) {
-            h = crate::dense_reference(
+            h = crate::kernels::reference::dense_reference(
                 h.view(),
                 lw.weight.view(),
                 lw.bias.as_ref().map(|b| b.view()),

@@ -1,14 +1,15 @@
-//! A small reader and writer for NumPy `.npy` files of float32.
+//! A small reader for the float32 `.npy` files of reference-harness models.
 //!
-//! Written by hand because the reference-harness models and the command-line tools need two things
-//! `ndarray-npy` does not offer: reading only the header (to stream rows of a file larger than
-//! memory) and checking the header's shape against the file's length before allocating.
+//! Written by hand because the loader must refuse a lying header before it allocates: npyz 0.9
+//! multiplies the header's shape unchecked (an overflowing shape panics, or wraps to a small
+//! length in release builds), and `ndarray-npy` reads whole files without checking their length
+//! against the header first.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-use ndarray::{ArrayD, ArrayView2, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Origin, Result};
 
@@ -16,7 +17,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// The parsed header of a `.npy` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NpyHeader {
+pub(crate) struct NpyHeader {
     /// The dtype string, e.g. `<f4`.
     pub descr: String,
     /// Whether the data is in column-major order.
@@ -28,14 +29,12 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Number of elements the shape holds.
-    pub fn len(&self) -> u64 {
-        self.shape.iter().map(|&d| d as u64).product()
-    }
-
-    /// True when the array holds no element.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Bytes of float32 data the shape holds; `None` when that overflows 64 bits (a lying
+    /// header).
+    fn data_bytes(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(4u64, |bytes, &d| bytes.checked_mul(d as u64))
     }
 }
 
@@ -43,7 +42,7 @@ impl NpyHeader {
 ///
 /// # Errors
 /// [`Error::Format`] when the magic, version or header dictionary is malformed.
-pub fn read_npy_header(reader: &mut impl Read, origin: &Origin) -> Result<NpyHeader> {
+pub(crate) fn read_npy_header(reader: &mut impl Read, origin: &Origin) -> Result<NpyHeader> {
     let bad = |msg: &str| Error::format(origin, format!("not a valid .npy file: {msg}"));
     let mut prefix = [0u8; 8];
     reader
@@ -110,7 +109,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 /// # Errors
 /// [`Error::Io`] if the file cannot be read; [`Error::Format`] for another dtype, Fortran order,
 /// or a length that disagrees with the header's shape (checked before allocating).
-pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
+pub(crate) fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
     let origin = Origin::file(path);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
@@ -131,18 +130,22 @@ pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
             "Fortran-order arrays are not supported",
         ));
     }
-    let expected = header
-        .len()
-        .checked_mul(4)
-        .and_then(|b| b.checked_add(header.data_offset));
-    if expected != Some(file_len) {
+    let held = file_len.saturating_sub(header.data_offset);
+    let Some(needed) = header.data_bytes() else {
         return Err(Error::format(
             &origin,
             format!(
-                "shape {:?} needs {} data bytes but the file holds {}",
-                header.shape,
-                header.len().saturating_mul(4),
-                file_len.saturating_sub(header.data_offset)
+                "shape {:?} is too large (its size overflows 64 bits); the file holds {held} data bytes",
+                header.shape
+            ),
+        ));
+    };
+    if header.data_offset.checked_add(needed) != Some(file_len) {
+        return Err(Error::format(
+            &origin,
+            format!(
+                "shape {:?} needs {needed} data bytes but the file holds {held}",
+                header.shape
             ),
         ));
     }
@@ -154,47 +157,48 @@ pub fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
     Ok(ArrayD::from_shape_vec(IxDyn(&header.shape), values).expect("length checked"))
 }
 
-/// The header bytes of a version-1 `.npy` file holding a float32 C-order array of `shape`.
-pub fn npy_header_bytes(shape: &[usize]) -> Vec<u8> {
-    let dims = match shape {
-        [d] => format!("({d},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
-    // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
-    let total = MAGIC.len() + 4 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - total % 64) % 64));
-    dict.push('\n');
-    let mut out = Vec::with_capacity(10 + dict.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out
-}
-
-/// Writes a 2-D float32 array as a `.npy` file.
-///
-/// # Errors
-/// [`Error::Io`] when the file cannot be written.
-pub fn write_npy_f32(path: &Path, array: ArrayView2<'_, f32>) -> Result<()> {
-    let mut bytes = npy_header_bytes(array.shape());
-    bytes.extend(array.iter().flat_map(|v| v.to_le_bytes()));
-    let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
-    file.write_all(&bytes).map_err(|e| Error::io(path, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::array;
+    use ndarray::{ArrayView2, array};
+    use std::io::Write;
+
+    /// The header bytes of a version-1 `.npy` file holding a float32 C-order array of `shape`.
+    fn npy_header_bytes(shape: &[usize]) -> Vec<u8> {
+        let dims = match shape {
+            [d] => format!("({d},)"),
+            _ => format!(
+                "({})",
+                shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+        // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
+        let total = MAGIC.len() + 4 + dict.len() + 1;
+        dict.push_str(&" ".repeat((64 - total % 64) % 64));
+        dict.push('\n');
+        let mut out = Vec::with_capacity(10 + dict.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        out.extend_from_slice(dict.as_bytes());
+        out
+    }
+
+    /// Writes a 2-D float32 array as a `.npy` file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be written.
+    fn write_npy_f32(path: &Path, array: ArrayView2<'_, f32>) -> Result<()> {
+        let mut bytes = npy_header_bytes(array.shape());
+        bytes.extend(array.iter().flat_map(|v| v.to_le_bytes()));
+        let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
+        file.write_all(&bytes).map_err(|e| Error::io(path, e))
+    }
 
     #[test]
     fn header_round_trip() {
@@ -224,6 +228,24 @@ mod tests {
         assert!(matches!(read_npy_f32(&path), Err(Error::Format { .. })));
         std::fs::write(&path, &bytes[..5]).unwrap();
         assert!(matches!(read_npy_f32(&path), Err(Error::Format { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A header whose shape overflows when multiplied, with no data: refused, never a panic
+    /// (a wrapping product would make it look like an empty array).
+    #[test]
+    fn an_overflowing_shape_is_refused() {
+        let dir = std::env::temp_dir().join(format!("densebatch-npy-big-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("big.npy");
+        for shape in [[4_611_686_018_427_387_904, 4], [usize::MAX, 2]] {
+            std::fs::write(&path, npy_header_bytes(&shape)).unwrap();
+            let error = read_npy_f32(&path).unwrap_err();
+            assert!(
+                error.to_string().contains("too large"),
+                "{shape:?}: {error}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -15,7 +15,12 @@ use crate::Activation;
 ///
 /// # Panics
 /// If `widths` has fewer than two entries or holds a zero.
-pub fn random_model(widths: &[usize], hidden: Activation, output: Activation, seed: u64) -> Model {
+pub(crate) fn random_model(
+    widths: &[usize],
+    hidden: Activation,
+    output: Activation,
+    seed: u64,
+) -> Model {
     assert!(
         widths.len() >= 2,
         "a model needs an input width and at least one layer"

@@ -30,7 +30,7 @@ struct ManifestLayer {
     activation: Activation,
 }
 
-pub(super) fn load(dir: &Path) -> Result<Model> {
+pub(crate) fn load(dir: &Path) -> Result<Model> {
     let manifest_path = dir.join("manifest.json");
     let origin = Origin::file(&manifest_path);
     let text = fs::read_to_string(&manifest_path).map_err(|e| Error::io(&manifest_path, e))?;

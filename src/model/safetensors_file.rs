@@ -10,7 +10,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use super::{LayerWeights, Model, ModelSpec, bias_name, weight_name};
 use crate::error::{Error, Origin, Result};
 
-pub(super) fn load(spec_path: &Path) -> Result<Model> {
+pub(crate) fn load(spec_path: &Path) -> Result<Model> {
     let origin = Origin::file(spec_path);
     let text = fs::read_to_string(spec_path).map_err(|e| Error::io(spec_path, e))?;
     let spec: ModelSpec =

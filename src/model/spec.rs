@@ -7,7 +7,7 @@ use crate::error::{Error, Origin, Result};
 
 /// Largest layer the engine accepts, in weights (in × out). A spec asking for more is refused before
 /// anything is allocated: 2^31 f32 weights are 8 GiB for a single layer.
-pub const MAX_LAYER_WEIGHTS: u64 = 1 << 31;
+pub(crate) const MAX_LAYER_WEIGHTS: u64 = 1 << 31;
 
 /// One dense layer: `y = act(x · W + b)`, `W` of shape `[input, output]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -119,7 +119,7 @@ impl fmt::Display for ThreadBudget {
 }
 
 /// Counts the CPUs in a list such as `0-3,8,10-11` (the kernel's cpulist format).
-pub fn parse_cpu_list(list: &str) -> Option<usize> {
+pub(crate) fn parse_cpu_list(list: &str) -> Option<usize> {
     let list = list.trim();
     if list.is_empty() {
         return None;
@@ -145,7 +145,7 @@ pub fn parse_cpu_list(list: &str) -> Option<usize> {
 }
 
 /// The affinity CPU count from the text of `/proc/self/status`.
-pub fn parse_status_cpus_allowed(status: &str) -> Option<usize> {
+pub(crate) fn parse_status_cpus_allowed(status: &str) -> Option<usize> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
@@ -153,7 +153,7 @@ pub fn parse_status_cpus_allowed(status: &str) -> Option<usize> {
 }
 
 /// CPUs allowed by a cgroup v2 `cpu.max` (`"150000 100000"` → 1.5; `"max 100000"` → `None`).
-pub fn parse_cgroup_v2_cpu_max(text: &str) -> Option<f64> {
+pub(crate) fn parse_cgroup_v2_cpu_max(text: &str) -> Option<f64> {
     let mut it = text.split_whitespace();
     let quota = it.next()?;
     let period: f64 = it.next().map_or(Some(100_000.0), |p| p.parse().ok())?;
@@ -165,7 +165,7 @@ pub fn parse_cgroup_v2_cpu_max(text: &str) -> Option<f64> {
 }
 
 /// CPUs allowed by cgroup v1 `cpu.cfs_quota_us` and `cpu.cfs_period_us` (`-1` = unlimited).
-pub fn parse_cgroup_v1_quota(quota_us: &str, period_us: &str) -> Option<f64> {
+pub(crate) fn parse_cgroup_v1_quota(quota_us: &str, period_us: &str) -> Option<f64> {
     let quota: i64 = quota_us.trim().parse().ok()?;
     let period: i64 = period_us.trim().parse().ok()?;
     (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
@@ -173,7 +173,7 @@ pub fn parse_cgroup_v1_quota(quota_us: &str, period_us: &str) -> Option<f64> {
 
 /// The process's cgroup paths from the text of `/proc/self/cgroup`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CgroupPaths {
+pub(crate) struct CgroupPaths {
     /// The unified (v2) hierarchy path, from the `0::/path` line.
     pub v2: Option<String>,
     /// The v1 `cpu` controller path.
@@ -181,7 +181,7 @@ pub struct CgroupPaths {
 }
 
 /// Parses `/proc/self/cgroup` (`id:controllers:path` per line).
-pub fn parse_proc_self_cgroup(text: &str) -> CgroupPaths {
+pub(crate) fn parse_proc_self_cgroup(text: &str) -> CgroupPaths {
     let mut paths = CgroupPaths::default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');

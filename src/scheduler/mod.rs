@@ -57,11 +57,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use rayon::ThreadPool;
 
-pub use budget::{
-    CgroupPaths, CpuLimits, ThreadBudget, parse_cgroup_v1_quota, parse_cgroup_v2_cpu_max,
-    parse_cpu_list, parse_proc_self_cgroup, parse_status_cpus_allowed,
-};
-pub use policy::{BatchPolicy, Decision, OpenBatch};
+pub use budget::{CpuLimits, ThreadBudget};
+pub use policy::BatchPolicy;
 pub use registry::{ModelConfig, ModelState, ModelStatus};
 pub use request::{Reply, ReplyFuture, ReplyHandle, Request, RequestError, SubmitError};
 

@@ -19,7 +19,8 @@ use super::spin::poll_for;
 use crate::Predictor;
 use crate::alloc_count::AllocScope;
 use crate::metrics::{BatchRecord, CloseReason, bump, nanos};
-use crate::predictor::row_split_tasks;
+use crate::predictor::Split;
+use crate::run::predict_batch;
 use crate::workspace::Workspace;
 
 /// What every worker shares: the compute pool and where records are streamed.
@@ -173,7 +174,7 @@ impl Worker {
 
     /// Runs the first `rows` rows of the input buffer into the output buffer on the pool.
     fn compute(&mut self, rows: usize) -> crate::Result<Duration> {
-        let inline = self.inline_small_batches && self.tasks(rows) == 1;
+        let inline = self.inline_small_batches && self.runs_inline(rows);
         let x = ArrayView2::from_shape(
             (rows, self.input_width),
             &self.input[..rows * self.input_width],
@@ -187,23 +188,29 @@ impl Worker {
         let (predictor, pool, workspaces) = (&self.predictor, &self.pool, &mut self.workspaces);
         let start = Instant::now();
         if inline {
-            predictor.predict_batch_into(pool, workspaces, x, out)?;
+            predict_batch(predictor.as_ref(), pool, workspaces, x, out)?;
         } else {
             // Kernels run on the pool (the thread budget's compute threads), not here.
-            pool.install(|| predictor.predict_batch_into(pool, workspaces, x, out))?;
+            pool.install(|| predict_batch(predictor.as_ref(), pool, workspaces, x, out))?;
         }
         Ok(start.elapsed())
     }
 
-    /// Tasks `predict_batch_into` splits `rows` rows into, called from this worker (not a
-    /// thread of the pool).
-    fn tasks(&self, rows: usize) -> usize {
-        row_split_tasks(
-            self.predictor.as_ref(),
-            rows,
-            self.pool.current_num_threads(),
-            false,
-        )
+    /// Whether the model runs `rows` rows on the calling thread when called from this worker
+    /// (not a thread of the pool): the model's own split decides.
+    fn runs_inline(&self, rows: usize) -> bool {
+        let threads = self.pool.current_num_threads();
+        self.predictor.split(rows, threads, false) == Split::Inline
+    }
+
+    /// Workspaces a batch of `rows` rows uses: one per task of the split `compute` runs.
+    fn workspaces_used(&self, rows: usize) -> usize {
+        let threads = self.pool.current_num_threads();
+        let on_pool = !(self.inline_small_batches && self.runs_inline(rows));
+        match self.predictor.split(rows, threads, on_pool) {
+            Split::Rows { tasks, .. } => tasks.clamp(1, self.workspaces.len()),
+            _ => 1,
+        }
     }
 
     fn serve(&mut self, queue: &Receiver<Pending>) {
@@ -394,7 +401,7 @@ impl Worker {
         };
         let scatter_time = scatter_start.elapsed();
         let usage = alloc.finish();
-        let tasks = self.tasks(rows);
+        let tasks = self.workspaces_used(rows);
         let scratch_bytes = rows * (self.input_width + self.output_width) * size_of::<f32>()
             + self.workspaces[..tasks]
                 .iter()
@@ -474,8 +481,8 @@ impl Worker {
             let mut out = Array2::zeros((rows, ow));
             row += rows;
             let (predictor, pool, workspaces) = (&self.predictor, &self.pool, &mut self.workspaces);
-            let result =
-                pool.install(|| predictor.predict_batch_into(pool, workspaces, x, out.view_mut()));
+            let result = pool
+                .install(|| predict_batch(predictor.as_ref(), pool, workspaces, x, out.view_mut()));
             let wait = nanos(closed - p.submitted);
             match result {
                 Ok(()) => {

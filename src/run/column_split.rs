@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use crate::kernels::{KernelKind, Rows, RowsMut};
 
-use super::CompiledLayer;
+use crate::plan::CompiledLayer;
 
 /// Parts per thread. A thread that finishes its own parts takes the others' last ones, so a
 /// thread on a slower vCPU (on shared hosts one vCPU can run at half to two thirds of its speed
@@ -26,7 +26,7 @@ const UNIT_PANELS: usize = 4;
 /// workers of the current rayon pool share (`rayon::join`: jobs on the stack, no allocation).
 /// Each part writes a disjoint column range of the same rows with the same FMA chains, so the
 /// split never changes a bit.
-pub(super) fn dense_columns_split(
+pub(crate) fn dense_columns_split(
     kernel: KernelKind,
     x: Rows<'_>,
     layer: &CompiledLayer,

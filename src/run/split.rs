@@ -1,0 +1,201 @@
+//! The split policy, pure: for a batch of so many rows on so many threads, whether it runs
+//! inline, by rows (how many tasks, what chunks) or layer by layer by output columns.
+
+use crate::plan::{
+    COLUMN_PATH_SLACK_PERCENT, CompiledLayer, CompiledModel, L3_MIN_CHUNK_ROWS, MIN_CHUNK_ROWS,
+};
+use crate::predictor::Split;
+
+impl CompiledModel {
+    /// How a batch of `rows` rows runs on `threads` threads (see [`Split`]).
+    pub(crate) fn plan_split(&self, rows: usize, threads: usize, caller_on_pool: bool) -> Split {
+        if self.splits_by_columns(rows, threads, caller_on_pool) {
+            return Split::Columns;
+        }
+        match self.row_tasks(rows, threads, caller_on_pool) {
+            1 => Split::Inline,
+            tasks => Split::Rows {
+                tasks,
+                chunk_rows: self.block_rows,
+                min_chunk_rows: self.min_chunk_rows(),
+            },
+        }
+    }
+
+    /// Tasks a row split of `rows` rows runs on `threads` threads: one per minimum rows of work
+    /// (fewer for a caller on the pool), at least one, at most one per thread.
+    fn row_tasks(&self, rows: usize, threads: usize, caller_on_pool: bool) -> usize {
+        let min_rows = if caller_on_pool {
+            self.pool_parallel_min_rows
+        } else {
+            self.parallel_min_rows
+        };
+        (rows / min_rows.max(1)).clamp(1, threads.max(1))
+    }
+
+    /// The smallest row chunk: small when the weights stay in L2 (each chunk reads them all
+    /// again), larger when they come from L3, a whole block when they stream from DRAM.
+    fn min_chunk_rows(&self) -> usize {
+        if self.weights_streamed {
+            self.block_rows
+        } else if self.weights_fit_l2 {
+            MIN_CHUNK_ROWS
+        } else {
+            L3_MIN_CHUNK_ROWS
+        }
+    }
+
+    /// How many threads layer `layer` is split over (by output columns) for `rows` rows when
+    /// `threads` are available: one per [`crate::Tuning::split_min_flops`] of the layer's work
+    /// ([`crate::Tuning::pool_split_min_flops`] for a caller on the pool), never for a row-wise
+    /// activation (softmax needs whole rows), at most one thread per panel.
+    pub(crate) fn column_threads(
+        &self,
+        layer: &CompiledLayer,
+        rows: usize,
+        threads: usize,
+        caller_on_pool: bool,
+    ) -> usize {
+        if threads <= 1 || layer.activation.is_row_wise() {
+            return 1;
+        }
+        let panels = layer.weights.n().div_ceil(layer.weights.nr());
+        let min_flops = if caller_on_pool {
+            self.pool_split_min_flops
+        } else {
+            self.split_min_flops
+        };
+        ((layer.flops(rows) / min_flops.max(1)) as usize)
+            .min(threads)
+            .min(panels)
+            .max(1)
+    }
+
+    /// Whether a block of `rows` rows finishes sooner split layer by layer over output columns
+    /// than split by rows; always, when some layer splits, if the options fixed the rows per
+    /// thread of the column split. Weights streamed from DRAM: whenever a layer splits, since
+    /// the column split moves each weight over the memory bus once, the row split once per
+    /// thread. Weights in cache: when the column split's critical path (each layer's work over
+    /// its threads, unsplit layers whole) is no longer than the row split's (the block's work
+    /// over its tasks), or at most `COLUMN_PATH_SLACK_PERCENT` longer when the weights
+    /// outgrow L2.
+    fn columns_beat_rows(&self, rows: usize, threads: usize, caller_on_pool: bool) -> bool {
+        let mut split = false;
+        let mut column_path = 0;
+        for layer in &self.layers {
+            let layer_threads = self.column_threads(layer, rows, threads, caller_on_pool);
+            split |= layer_threads > 1;
+            column_path += layer.flops(rows) / layer_threads as u64;
+        }
+        if !split || self.weights_streamed || !self.compare_splits {
+            return split;
+        }
+        let tasks = self.row_tasks(rows, threads, caller_on_pool) as u64;
+        let row_path = rows as u64 * self.flops_per_sample / tasks;
+        let slack = if self.weights_fit_l2 {
+            0
+        } else {
+            COLUMN_PATH_SLACK_PERCENT
+        };
+        column_path * 100 <= row_path * (100 + slack)
+    }
+
+    /// Whether `predict_batch_into` splits a batch of `rows` rows by columns on `threads`
+    /// threads, called from a thread of the pool or not. From outside the pool a fork wakes a
+    /// pool thread and, at the end, the caller, so the batch must carry the row split's minimum
+    /// work per task (a 300→257→129→7 model at 8 rows, 1.8 MFLOP: 0.56–0.65× the speed of
+    /// running it inline).
+    pub(crate) fn splits_by_columns(
+        &self,
+        rows: usize,
+        threads: usize,
+        caller_on_pool: bool,
+    ) -> bool {
+        rows <= self.column_split_rows_per_thread.saturating_mul(threads)
+            && (caller_on_pool
+                || rows as u64 * self.flops_per_sample >= threads as u64 * self.parallel_min_flops)
+            && self.columns_beat_rows(rows.min(self.block_rows), threads, caller_on_pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Activation, CompileOptions, Model, Tuning};
+
+    fn compiled(widths: &[usize], options: &CompileOptions) -> CompiledModel {
+        Model::random(widths, Activation::Relu, Activation::Softmax, 1)
+            .compile_with(options)
+            .expect("compiles")
+    }
+
+    #[test]
+    fn small_batches_of_an_l3_sized_model_split_by_columns_from_two_rows() {
+        // 784→512→512→10 (2.6 MB): hidden layers of 0.8 and 0.5 MFLOP per row, which split at
+        // one row only for a caller on the pool (250 kFLOP per thread).
+        let model = compiled(&[784, 512, 512, 10], &CompileOptions::default());
+        assert!(model.splits_by_columns(1, 2, true));
+        assert!(!model.splits_by_columns(1, 2, false), "one row stays whole");
+        for caller_on_pool in [true, false] {
+            for rows in [2, 3, 6, 16] {
+                assert!(
+                    model.splits_by_columns(rows, 2, caller_on_pool),
+                    "{rows} rows"
+                );
+            }
+            assert!(
+                !model.splits_by_columns(17, 2, caller_on_pool),
+                "past 8 rows per thread"
+            );
+            assert!(!model.splits_by_columns(2, 1, caller_on_pool), "one thread");
+        }
+    }
+
+    #[test]
+    fn an_l2_sized_model_splits_by_columns_only_where_the_path_is_shorter() {
+        // 300→257→129→7 (440 KB): from a pool thread 8 rows fork by rows (4 per task, 0.9
+        // MFLOP) and 16 too, which the column split (its softmax layer whole, the 129-wide layer
+        // unsplit at 8 rows) does not beat; from outside, 8 rows are too little to wake the pool.
+        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        assert!(!model.splits_by_columns(8, 2, true));
+        assert!(!model.splits_by_columns(8, 2, false));
+        assert!(!model.splits_by_columns(16, 2, true));
+        let forced = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions::default().tuning(Tuning::default().column_split_rows_per_thread(8)),
+        );
+        assert!(
+            forced.splits_by_columns(16, 2, true),
+            "a given rows limit is obeyed"
+        );
+    }
+
+    #[test]
+    fn streamed_weights_split_by_columns_whatever_the_path() {
+        // 1100→2100→1000 (17.6 MB) with a softmax head: the unsplit last layer makes the
+        // column path longer, but the row split would stream every weight once per thread.
+        let model = compiled(&[1100, 2100, 1000], &CompileOptions::default());
+        assert!(model.weights_streamed);
+        assert!(model.splits_by_columns(1, 2, false));
+        assert!(model.splits_by_columns(128, 2, true));
+        assert!(
+            !model.splits_by_columns(129, 2, true),
+            "past 64 rows per thread"
+        );
+    }
+
+    #[test]
+    fn a_caller_on_the_pool_forks_with_a_quarter_of_the_work() {
+        // 300→257→129→7: 222 kFLOP per row (with bias and activation), so 1 MFLOP takes 5 rows
+        // and 250 kFLOP 2.
+        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        assert_eq!(model.flops_per_sample(), 222_312);
+        assert_eq!(model.parallel_min_rows, 5);
+        assert_eq!(model.pool_parallel_min_rows, 2);
+        let given = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions::default().tuning(Tuning::default().pool_parallel_min_flops(1_000_000)),
+        );
+        assert_eq!(given.pool_parallel_min_rows, 5);
+    }
+}
