@@ -16,7 +16,7 @@ use column_split::dense_columns_split;
 
 /// Work (in FLOPs) per task below which a batch runs inline rather than being forked over a pool.
 ///
-/// Measured with `cargo run --release --example parallel_cutoff` (inline on one thread vs forced
+/// Measured with `cargo bench --bench parallel_cutoff` (inline on one thread vs forced
 /// over two, idle 2-core AMD Zen 3): tiny-mlp broke even at 1.3 MFLOP per batch (1024 rows) and
 /// gained 1.18× at 2.6 MFLOP; below that the fork and join (≈ 20 µs there) dominates. So a
 /// task must carry about 1 MFLOP.
@@ -24,7 +24,7 @@ pub const DEFAULT_PARALLEL_MIN_FLOPS: u64 = 1_000_000;
 
 /// How much less work a task needs when the caller is a thread of the pool (see
 /// [`CompileOptions::pool_parallel_min_flops`]): its fork wakes nobody while the other threads
-/// are still spinning from the last call. `cargo run --release --example parallel_cutoff`, two
+/// are still spinning from the last call. `cargo bench --bench parallel_cutoff`, two
 /// threads, caller on the pool, forked against inline: tiny-mlp 1.23–1.24× at 512 rows (330
 /// kFLOP per task), 0.87 / 1.30 at 256 (160 k), 0.83–0.87 at 128; 300→257→129→7 1.30–1.39× at
 /// 4–8 rows (0.4–0.9 MFLOP per task). From outside the pool the same forks ran at 0.2–0.4×.
@@ -45,7 +45,7 @@ pub const POOL_SPLIT_DISCOUNT: u64 = 2;
 /// Work (in FLOPs) per thread of one layer split by output columns: a layer of a small batch is
 /// split over one thread per this much work (see [`CompileOptions::split_min_flops`]).
 ///
-/// `cargo run --release --example split_cutoff -- MODEL` (2 threads, Zen 3, cut-offs
+/// `cargo bench --bench split_cutoff -- MODEL` (2 threads, Zen 3, cut-offs
 /// alternated in blocks of 100 calls, 15 rounds), speed against 2 MFLOP: mnist-mlp at 500 kFLOP
 /// 1.51–1.56× at batch 2, 1.15–1.19× at 3–6, even at 1 and ≥ 8, with the caller on a pool
 /// thread; 1.45–1.47× and 1.10–1.19× from outside the pool. At 250 kFLOP batch 1 splits too:
@@ -90,7 +90,7 @@ const BLOCK_BYTES: usize = 512 * 1024;
 /// Weight bytes above which weights are streamed from DRAM (larger than a last-level cache
 /// share): blocks then get at least [`STREAMED_BLOCK_ROWS`] rows, so that each weight byte
 /// fetched serves enough FLOPs, even though the activations spill from L2 to L3; and kernels
-/// prefetch each next panel. `cargo run --release --example prefetch_probe` (calls alternated,
+/// prefetch each next panel. `cargo bench --bench prefetch_probe` (calls alternated,
 /// Zen 3) on wide-mlp (100 MB of weights), 1 / 2 threads: 1.32 / 1.37× at batch 8, 1.14 / 1.11×
 /// at 32, 1.03 / 1.04× at 128; on mnist-mlp (2.6 MB, L3-resident) 0.85× at batch 8 and
 /// 0.95–1.02× at 32–128, so off there.
