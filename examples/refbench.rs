@@ -17,8 +17,9 @@
 //! The warm-up lasts at least [`MIN_WARMUP`] as well. The harness starts this binary afresh for
 //! every timed block, while the engines it runs in-process keep their threads busy from block to
 //! block. A fresh process here runs slower for its first ≈ 150 ms: on the 2-core Zen 3 VM of the
-//! README's table, mnist-mlp batch 512 on 2 threads took 9–12 ms per call for the first 12–16
-//! calls, then 4–6 ms (the same binary after a 300 ms warm-up: 5–6 ms from the first timed call).
+//! Zen 3 table in benches/compare/RESULTS.md, mnist-mlp batch 512 on 2 threads took 9–12 ms per
+//! call for the first 12–16 calls, then 4–6 ms (the same binary after a 300 ms warm-up: 5–6 ms
+//! from the first timed call).
 //! Timing that ramp would measure process start-up, not the engine.
 
 use std::time::{Duration, Instant};

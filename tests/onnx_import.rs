@@ -44,21 +44,13 @@ fn predict(model: &Model, x: ArrayView2<f32>) -> Array2<f32> {
 
 #[test]
 fn reference_models_match_their_npy_weights_and_onnx_runtime() {
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/refbench/models");
-    if !models.is_dir() {
-        eprintln!(
-            "skipped: run `python benches/compare/make_models.py target/refbench/models` \
-             (numpy + onnx) to generate the reference models"
-        );
+    let Some(models) =
+        common::refbench_models("reference_models_match_their_npy_weights_and_onnx_runtime")
+    else {
         return;
-    }
-    let mut checked = 0;
+    };
     for name in ["tiny-mlp", "mnist-mlp", "wide-mlp"] {
         let dir = models.join(name);
-        if !dir.join("model.onnx").is_file() {
-            eprintln!("skipped {name}: no model.onnx in {}", dir.display());
-            continue;
-        }
         let imported = import_onnx(dir.join("model.onnx")).unwrap();
         let from_npy = Model::load(&dir).unwrap();
         assert_eq!(imported.spec().layers, from_npy.spec().layers, "{name}");
@@ -76,13 +68,7 @@ fn reference_models_match_their_npy_weights_and_onnx_runtime() {
         assert!(err <= 1e-5, "{name}: {err}");
         let f64_ref = npy2(&dir.join("y_check.npy"));
         assert!(relative_error(y.view(), f64_ref.view()) <= 1e-5, "{name}");
-        checked += 1;
     }
-    assert!(
-        checked > 0,
-        "no model.onnx found under {}",
-        models.display()
-    );
 }
 
 #[test]

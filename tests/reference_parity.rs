@@ -77,16 +77,13 @@ fn tiny_mlp_matches_its_check_vectors() {
 }
 
 /// The reference harness's three models in their own layout (manifest.json + .npy), when
-/// generated under target/refbench/models (`.ci/run` does it).
+/// generated under target/refbench/models (`.ci/run` does it; under `CI` they must be there).
 #[test]
 fn reference_harness_models_match_their_check_vectors() {
-    let root = Path::new("target/refbench/models");
-    if !root.join("wide-mlp/manifest.json").exists() {
-        eprintln!(
-            "skipped: run .ci/run (or benches/compare/make_models.py target/refbench/models) first"
-        );
+    let Some(root) = common::refbench_models("reference_harness_models_match_their_check_vectors")
+    else {
         return;
-    }
+    };
     for name in ["tiny-mlp", "mnist-mlp", "wide-mlp"] {
         let dir = root.join(name);
         let model = Model::load(&dir).unwrap();

@@ -8,7 +8,7 @@
 //! selects), and every multiply-add is an explicit `mul_add`, rounded once as IEEE 754 defines it,
 //! so a value gives the same bits in a vector loop, in a scalar loop, and on every CPU. In the
 //! x86 kernels `mul_add` is one FMA instruction (fusing made GELU 1.4×, sigmoid 1.8× and tanh
-//! 1.4× cheaper per value on Zen 3, `cargo run --release --example activation_cost` on both
+//! 1.4× cheaper per value on Zen 3, `cargo bench --bench activation_cost` on both
 //! builds); the portable kernel and the reference path call the C library's
 //! `fmaf`, slower but with the same result. (Rust never fuses `a * b + c` by itself.) Accuracy
 //! against `f64` is tested below, in ulps of the `f32` result.

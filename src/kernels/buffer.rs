@@ -5,7 +5,7 @@
 //! buffers are anonymous mappings advised `MADV_HUGEPAGE` (memmap2) before they are first
 //! touched.
 //!
-//! Measured on Zen 5 (2 vCPUs; `cargo run --release --example prefetch_probe -- MODEL BATCH
+//! Measured on Zen 5 (2 vCPUs; `cargo bench --bench prefetch_probe -- MODEL BATCH
 //! THREADS 40 huge-pages`, calls alternated between two compilations that differ only in the
 //! pages), wide-mlp on one / two threads: 1.02 / 1.02× at batch 1, 1.10 / 1.04–1.09× at 8,
 //! 1.05 / 1.16× at 32. A plain AVX-512 sum over 96 MiB read 1.00–1.16× faster in huge pages (12

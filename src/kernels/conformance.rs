@@ -5,6 +5,9 @@
 //! narrow-panel instantiations (layers at most 8 wide, 16 on AVX-512) run wherever `n` is that
 //! small.
 
+use std::io::Write;
+use std::sync::{Mutex, PoisonError};
+
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
@@ -38,6 +41,17 @@ impl Candidate {
         }
     }
 
+    /// What the CPU needs to run the candidate.
+    fn instruction_set(self) -> &'static str {
+        match self {
+            Candidate::Kind(KernelKind::Portable) => "nothing",
+            Candidate::Kind(KernelKind::Avx2Fma) => "AVX2 and FMA",
+            Candidate::Kind(KernelKind::Avx512) => "AVX-512F",
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx2FmaWide => "AVX2 and FMA",
+        }
+    }
+
     fn panel_width(self, n: usize) -> usize {
         match self {
             Candidate::Kind(kind) => kind.panel_width(n),
@@ -68,15 +82,30 @@ impl Candidate {
 }
 
 /// Runs `kernel` over `x[m,k] · w[k,n]`, whole and split by columns at a panel boundary, and
-/// asserts bit equality with the reference.
-pub(crate) fn check(kernel: Candidate, m: usize, k: usize, n: usize, act: Activation, seed: u64) {
-    check_input(kernel, data(m, k, seed), n, act, seed);
+/// asserts bit equality with the reference. Returns whether it ran: a kernel this CPU cannot run
+/// is skipped, and said so (see [`report_skip`]).
+pub(crate) fn check(
+    kernel: Candidate,
+    m: usize,
+    k: usize,
+    n: usize,
+    act: Activation,
+    seed: u64,
+) -> bool {
+    check_input(kernel, data(m, k, seed), n, act, seed)
 }
 
 /// As [`check`] with a given input; NaN outputs must be NaN in both.
-pub(crate) fn check_input(kernel: Candidate, x: Array2<f32>, n: usize, act: Activation, seed: u64) {
+pub(crate) fn check_input(
+    kernel: Candidate,
+    x: Array2<f32>,
+    n: usize,
+    act: Activation,
+    seed: u64,
+) -> bool {
     if !kernel.supported() {
-        return;
+        report_skip(kernel);
+        return false;
     }
     let (m, k) = x.dim();
     let w = data(k, n, seed + 1);
@@ -113,6 +142,44 @@ pub(crate) fn check_input(kernel: Candidate, x: Array2<f32>, n: usize, act: Acti
                 );
             }
         }
+    }
+    true
+}
+
+/// Says once per kernel that its checks were skipped because this CPU lacks its instruction set:
+/// written to stderr directly, past the test harness's output capture, so that a plain
+/// `cargo test` shows it (the skipped tests still count as passed).
+fn report_skip(kernel: Candidate) {
+    static REPORTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let name = format!("{kernel:?}");
+    let mut reported = REPORTED.lock().unwrap_or_else(PoisonError::into_inner);
+    if !reported.contains(&name) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED conformance of {name}: this CPU lacks {}",
+            kernel.instruction_set()
+        );
+        reported.push(name);
+    }
+}
+
+/// Skips are only for kernels this CPU cannot run: the portable kernel and the one
+/// [`KernelKind::detect`] picks here (what `compile` uses) are always checked.
+#[test]
+fn portable_and_detected_kernels_run_here() {
+    let detected = KernelKind::detect();
+    for kind in [KernelKind::Portable, detected] {
+        assert!(
+            check(Candidate::Kind(kind), 9, 37, 21, Activation::Gelu, 1),
+            "{kind:?} was skipped on this CPU"
+        );
+    }
+    if std::env::var_os("CI").is_some() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "conformance: kernels this CPU runs {:?}, detected {detected:?}",
+            KernelKind::all_supported()
+        );
     }
 }
 

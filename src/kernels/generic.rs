@@ -176,7 +176,7 @@ impl Layer<'_, '_> {
         // independent accumulators (FMA latency × FMA pipes) to keep the pipes busy. Not for 3
         // rows: two panels would take 12 accumulators, 4 weight registers and a broadcast, 17 of
         // AVX2's 16, and the spills made mnist-mlp 1.7× slower per row (31.1 µs against 18.4 µs,
-        // one thread, Zen 3; `examples/row_cost.rs`).
+        // one thread, Zen 3; `cargo bench --bench row_cost`).
         match m {
             1 => return self.panel_groups::<L, 1, NR, 4, NV>(0, pass, out),
             2 => return self.panel_groups::<L, 2, NR, 2, NV>(0, pass, out),

@@ -2,7 +2,7 @@
 //! count:
 //!
 //! ```text
-//! cargo run --release --example prefetch_probe -- MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]
+//! cargo bench --bench prefetch_probe -- MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]
 //! ```
 //!
 //! Compiles the model twice, the option off and on ([`CompileOptions::prefetch_weights`] or
@@ -17,10 +17,22 @@ use anyhow::{Context, Result, bail};
 use densebatch::prelude::*;
 use ndarray::Array2;
 
+const USAGE: &str =
+    "cargo bench --bench prefetch_probe -- MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]";
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` after the probe's own arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
+        eprintln!("usage: {USAGE}");
+        return Ok(());
+    }
     let [model_dir, batch, threads, rest @ ..] = args.as_slice() else {
-        bail!("usage: prefetch_probe MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]");
+        bail!("usage: {USAGE}");
     };
     let batch: usize = batch.parse().context("BATCH")?;
     let threads: usize = threads.parse().context("THREADS")?;

@@ -2,7 +2,7 @@
 //! `DEFAULT_PARALLEL_MIN_FLOPS`:
 //!
 //! ```text
-//! cargo run --release --example parallel_cutoff -- [MODEL]   # default: models/tiny-mlp
+//! cargo bench --bench parallel_cutoff -- [MODEL]   # default: models/tiny-mlp
 //! ```
 //!
 //! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths.
@@ -35,8 +35,10 @@ fn median_ns(
 }
 
 fn main() -> Result<()> {
+    // `cargo bench` passes `--bench` after the probe's own arguments.
     let path = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| a != "--bench")
         .unwrap_or_else(|| "models/tiny-mlp".into());
     let model = match path.strip_prefix("random:") {
         Some(widths) => {

@@ -1,7 +1,7 @@
 //! Measures what each activation costs per value inside the kernel's epilogue:
 //!
 //! ```text
-//! cargo run --release --example activation_cost -- [ROWS] [WIDTH] [CALLS]
+//! cargo bench --bench activation_cost -- [ROWS] [WIDTH] [CALLS]
 //! ```
 //!
 //! Builds one random `WIDTH → WIDTH` layer per activation (default 512, on 128 rows), runs them
@@ -16,7 +16,11 @@ use densebatch::prelude::*;
 use ndarray::Array2;
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` after the probe's own arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let arg = |i: usize, default: usize, name: &str| -> Result<usize> {
         args.get(i)
             .map_or(Ok(default), |s| s.parse())

@@ -5,7 +5,7 @@
 //! pipes nor memory and so times the clock and the share of time the vCPU actually runs.
 //!
 //! ```text
-//! cargo run --release --example cpu_spells -- [THREADS] [SECONDS]
+//! cargo bench --bench cpu_spells -- [THREADS] [SECONDS]
 //! ```
 //!
 //! On a dedicated core every window shows the same time. On a shared virtual machine some windows
@@ -68,7 +68,11 @@ struct Sample {
 }
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` after the probe's own arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let threads: usize = args
         .first()
         .map_or(Ok(2), |s| s.parse())

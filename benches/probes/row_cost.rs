@@ -1,7 +1,7 @@
 //! Measures what one row costs on one thread at each small batch size:
 //!
 //! ```text
-//! cargo run --release --example row_cost -- MODEL_DIR [MAX_BATCH] [ROUNDS]
+//! cargo bench --bench row_cost -- MODEL_DIR [MAX_BATCH] [ROUNDS]
 //! ```
 //!
 //! Runs batches of 1..=MAX_BATCH rows (default 8) on the calling thread, one block of calls per
@@ -18,10 +18,21 @@ use ndarray::Array2;
 /// Calls per size and round.
 const CALLS: usize = 50;
 
+const USAGE: &str = "cargo bench --bench row_cost -- MODEL_DIR [MAX_BATCH] [ROUNDS]";
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` after the probe's own arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
+        eprintln!("usage: {USAGE}");
+        return Ok(());
+    }
     let [model_dir, rest @ ..] = args.as_slice() else {
-        bail!("usage: row_cost MODEL_DIR [MAX_BATCH] [ROUNDS]");
+        bail!("usage: {USAGE}");
     };
     let max_batch: usize = rest
         .first()

@@ -2,7 +2,7 @@
 //! `DEFAULT_SPLIT_MIN_FLOPS`:
 //!
 //! ```text
-//! cargo run --release --example split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]
+//! cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]
 //! ```
 //!
 //! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths
@@ -90,10 +90,21 @@ fn compare(
         .collect())
 }
 
+const USAGE: &str = "cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]";
+
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes `--bench` after the probe's own arguments.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
+        eprintln!("usage: {USAGE}");
+        return Ok(());
+    }
     let [model_arg, rest @ ..] = args.as_slice() else {
-        bail!("usage: split_cutoff MODEL [BATCHES] [CUTOFFS] [ROUNDS]");
+        bail!("usage: {USAGE}");
     };
     let batches = list(rest.first(), "1,2,3,4,6,8", "BATCHES")?;
     let cutoffs = list(rest.get(1), "2000000,500000,250000", "CUTOFFS")?;
