@@ -1,45 +1,25 @@
-//! The `infer` example binary on good and bad inputs: good runs write what the library computes,
+//! The `densebatch` binary on good and bad inputs: good runs write what the library computes,
 //! bad ones fail with one line naming the file, layer or argument, and a non-zero exit.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::io::Cursor;
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::TempDir;
 use densebatch::prelude::*;
-use densebatch::{read_npy_f32, write_npy_f32};
 use ndarray::{Array2, Ix2};
+use npyz::half::{bf16, f16};
+use npyz::{DType, TypeStr, WriterBuilder};
+use safetensors::tensor::{Dtype, TensorView};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The example binary, built once (a no-op when `cargo test` has built the examples already).
-fn infer_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "infer"])
-            .current_dir(root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the infer example failed");
-        // Test binaries live in target/<profile>/deps; examples in target/<profile>/examples.
-        let deps = std::env::current_exe().unwrap();
-        let target = deps.parent().unwrap().parent().unwrap().parent().unwrap();
-        let bin = target
-            .join("debug")
-            .join("examples")
-            .join(format!("infer{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.is_file(), "no binary at {}", bin.display());
-        bin
-    })
-}
-
 fn infer(args: &[&str]) -> Output {
-    Command::new(infer_bin())
+    Command::new(env!("CARGO_BIN_EXE_densebatch"))
         .args(args)
         .current_dir(root())
         .output()
@@ -94,13 +74,41 @@ fn digits_expected(x: &Array2<f32>) -> Array2<f32> {
         .unwrap()
 }
 
+/// The bytes of an `.npy` file of `values` stored as `descr` (e.g. `<f4`, `>f2`).
+fn npy_bytes<T: npyz::Serialize>(
+    descr: &str,
+    shape: &[u64],
+    values: impl IntoIterator<Item = T>,
+) -> Vec<u8> {
+    let type_str: TypeStr = descr.parse().unwrap();
+    let mut bytes = Vec::new();
+    let mut writer = npyz::WriteOptions::new()
+        .dtype(DType::Plain(type_str))
+        .shape(shape)
+        .writer(Cursor::new(&mut bytes))
+        .begin_nd()
+        .unwrap();
+    writer.extend(values).unwrap();
+    writer.finish().unwrap();
+    bytes
+}
+
+fn write_npy(path: &Path, x: &Array2<f32>) {
+    let shape = [x.nrows() as u64, x.ncols() as u64];
+    std::fs::write(path, npy_bytes("<f4", &shape, x.iter().copied())).unwrap();
+}
+
 fn read_npy2(path: &Path) -> Array2<f32> {
-    read_npy_f32(path).unwrap().into_dimensionality().unwrap()
+    let npy = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape = npy.shape().to_vec();
+    assert_eq!(npy.dtype().descr(), "'<f4'");
+    let values = npy.into_vec::<f32>().unwrap();
+    Array2::from_shape_vec((shape[0] as usize, shape[1] as usize), values).unwrap()
 }
 
 #[test]
 fn default_run_classifies_the_digits_and_agrees_with_sklearn() {
-    let out = infer_ok(&[]);
+    let out = infer_ok(&["digits"]);
     let text = stdout(&out);
     assert!(
         text.contains("accuracy     97.56 % (439/450 correct)"),
@@ -110,7 +118,7 @@ fn default_run_classifies_the_digits_and_agrees_with_sklearn() {
     assert!(text.contains("batch time   p50"), "{text}");
     // On one thread nothing is allocated per batch. (With a pool, rayon's job queue allocates a
     // block now and then, which the per-batch figure shows honestly.)
-    let single = stdout(&infer(&["--threads", "1"]));
+    let single = stdout(&infer(&["digits", "--threads", "1"]));
     assert!(
         single.contains("allocated per batch: mean 0 B, max 0 B"),
         "{single}"
@@ -122,7 +130,7 @@ fn npy_run_writes_the_library_outputs_whatever_batch_and_threads() {
     let dir = TempDir::new("cli-npy");
     let x = digits_x();
     let input = dir.path("x.npy");
-    write_npy_f32(&input, x.view()).unwrap();
+    write_npy(&input, &x);
     let expected = digits_expected(&x);
     for (batch, threads) in [("1024", "2"), ("7", "1"), ("64", "2")] {
         let output = dir.path(&format!("y-{batch}-{threads}.npy"));
@@ -216,11 +224,8 @@ fn float64_npy_is_converted() {
     let dir = TempDir::new("cli-f64");
     let x = digits_x();
     let path = dir.path("x64.npy");
-    let mut bytes = densebatch::npy_header_bytes(x.shape());
-    let descr_at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
-    bytes[descr_at..descr_at + 3].copy_from_slice(b"<f8");
-    bytes.extend(x.iter().flat_map(|v| (*v as f64).to_le_bytes()));
-    std::fs::write(&path, bytes).unwrap();
+    let shape = [x.nrows() as u64, x.ncols() as u64];
+    std::fs::write(&path, npy_bytes("<f8", &shape, x.iter().map(|v| *v as f64))).unwrap();
     let output = dir.path("y.npy");
     infer_ok(&[
         "run",
@@ -268,19 +273,123 @@ fn malformed_npy_is_one_line_error() {
     assert_one_line_error(&out, &["bad.npy", "magic"]);
 
     // A header that promises more rows than the file holds.
-    let mut bytes = densebatch::npy_header_bytes(&[10, 64]);
-    bytes.extend(std::iter::repeat_n(0u8, 4 * 64 * 9));
+    let mut bytes = npy_bytes("<f4", &[10, 64], std::iter::repeat_n(0f32, 10 * 64));
+    bytes.truncate(bytes.len() - 4 * 64);
     std::fs::write(&path, bytes).unwrap();
     let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
     assert_one_line_error(&out, &["bad.npy", "[10, 64]"]);
 
-    let mut bytes = densebatch::npy_header_bytes(&[2, 64]);
-    let at = bytes.windows(3).position(|w| w == b"<f4").unwrap();
-    bytes[at..at + 3].copy_from_slice(b"<i4");
-    bytes.extend(std::iter::repeat_n(0u8, 4 * 64 * 2));
+    let bytes = npy_bytes("<i4", &[2, 64], std::iter::repeat_n(0i32, 2 * 64));
     std::fs::write(&path, bytes).unwrap();
     let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
     assert_one_line_error(&out, &["bad.npy", "<i4", "not a floating-point type"]);
+}
+
+#[test]
+fn npy_shape_overflowing_64_bits_is_one_line_error() {
+    let dir = TempDir::new("cli-npy-overflow");
+    let path = dir.path("huge.npy");
+    // 2^62 × 4 elements: the count overflows 64 bits. Header only, no data.
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }";
+    let text = format!("{dict:<117}\n");
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(text.as_bytes());
+    assert_eq!(bytes.len() % 64, 0);
+    std::fs::write(&path, bytes).unwrap();
+    let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+    assert_one_line_error(&out, &["huge.npy", "4611686018427387904, 4"]);
+}
+
+/// The digits scaled so that most values need more than 16 bits (the pixels are sixteenths,
+/// exact in every float type).
+fn digits_scaled() -> Array2<f32> {
+    digits_x().mapv(|v| v * 1.1 + 0.01)
+}
+
+#[test]
+fn half_precision_and_big_endian_npy_match_the_library() {
+    let dir = TempDir::new("cli-npy-dtypes");
+    let x = digits_scaled();
+    let shape = [x.nrows() as u64, x.ncols() as u64];
+    // The values as read from a 16-bit file.
+    let halves = x.mapv(|v| f16::from_f32(v).to_f32());
+    assert_ne!(halves, x, "f16 rounds some inputs");
+    let cases: [(&str, Vec<u8>, &Array2<f32>); 4] = [
+        (
+            "<f2",
+            npy_bytes("<f2", &shape, x.iter().map(|v| f16::from_f32(*v))),
+            &halves,
+        ),
+        (
+            ">f2",
+            npy_bytes(">f2", &shape, x.iter().map(|v| f16::from_f32(*v))),
+            &halves,
+        ),
+        (">f4", npy_bytes(">f4", &shape, x.iter().copied()), &x),
+        (
+            ">f8",
+            npy_bytes(">f8", &shape, x.iter().map(|v| *v as f64)),
+            &x,
+        ),
+    ];
+    for (descr, bytes, read_as) in cases {
+        assert!(
+            bytes.windows(3).any(|w| w == descr.as_bytes()),
+            "written as {descr}"
+        );
+        let input = dir.path("x.npy");
+        std::fs::write(&input, bytes).unwrap();
+        let output = dir.path("y.npy");
+        infer_ok(&[
+            "run",
+            "models/digits",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(read_npy2(&output), digits_expected(read_as), "{descr}");
+    }
+}
+
+#[test]
+fn f16_and_bf16_safetensors_match_the_library() {
+    let dir = TempDir::new("cli-st-dtypes");
+    let x = digits_scaled();
+    let shape = vec![x.nrows(), x.ncols()];
+    let f16_bytes: Vec<u8> = x
+        .iter()
+        .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+        .collect();
+    let bf16_bytes: Vec<u8> = x
+        .iter()
+        .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+        .collect();
+    let cases = [
+        (Dtype::F16, f16_bytes, x.mapv(|v| f16::from_f32(v).to_f32())),
+        (
+            Dtype::BF16,
+            bf16_bytes,
+            x.mapv(|v| bf16::from_f32(v).to_f32()),
+        ),
+    ];
+    for (dtype, bytes, read_as) in cases {
+        assert_ne!(read_as, x, "{dtype:?} rounds some inputs");
+        let view = TensorView::new(dtype, shape.clone(), &bytes).unwrap();
+        let input = dir.path("x.safetensors");
+        std::fs::write(&input, safetensors::serialize([("x", view)], None).unwrap()).unwrap();
+        let output = dir.path("y.npy");
+        infer_ok(&[
+            "run",
+            "models/digits",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(read_npy2(&output), digits_expected(&read_as), "{dtype:?}");
+    }
 }
 
 #[test]
@@ -341,7 +450,7 @@ fn unsupported_onnx_op_is_one_line_error() {
 fn empty_inputs_are_one_line_errors() {
     let dir = TempDir::new("cli-empty");
     let npy = dir.path("empty.npy");
-    write_npy_f32(&npy, Array2::<f32>::zeros((0, 64)).view()).unwrap();
+    write_npy(&npy, &Array2::<f32>::zeros((0, 64)));
     let out = infer(&["run", "models/digits", "--input", npy.to_str().unwrap()]);
     assert_one_line_error(&out, &["empty.npy", "no rows"]);
     let csv = dir.path("empty.csv");
@@ -356,7 +465,7 @@ fn non_finite_input_names_the_row() {
     let mut x = digits_x();
     x[[300, 5]] = f32::NAN;
     let npy = dir.path("x.npy");
-    write_npy_f32(&npy, x.view()).unwrap();
+    write_npy(&npy, &x);
     let out = infer(&[
         "run",
         "models/digits",

@@ -1,4 +1,4 @@
-//! `infer serve-sim`: serve models through the batching scheduler under an open-loop load.
+//! `densebatch serve-sim`: serve models through the batching scheduler under an open-loop load.
 //!
 //! Without `--rate`, each model's capacity is first measured with a short closed-loop run that
 //! keeps its queue full; offered loads are then fractions of it (`--loads`, default 0.7). With
@@ -17,7 +17,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::cli::{Arrivals, ServeSimArgs};
-use crate::model_source::load_model;
+use crate::model_source::{compile, load_model};
 use crate::open_loop::{self, Schedule};
 use crate::serve_plot;
 use crate::serve_report::{
@@ -207,7 +207,7 @@ fn load_models(paths: &[impl AsRef<Path>], seed: u64) -> Result<Vec<Served>> {
     for (i, path) in paths.iter().enumerate() {
         let path = path.as_ref();
         let model = load_model(path).with_context(|| path.display().to_string())?;
-        let compiled = model.compile(&CompileOptions::default())?;
+        let compiled = compile(&model)?;
         // The same model twice is served as two models with distinct names.
         let base = compiled.name().to_string();
         let mut name = base.clone();

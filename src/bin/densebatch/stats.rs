@@ -4,8 +4,6 @@ use std::time::Duration;
 
 use densebatch::Predictor;
 
-use crate::alloc_count::allocated_bytes;
-
 /// Latency and allocation of every batch of a run.
 #[derive(Debug, Default)]
 pub struct BatchStats {
@@ -15,16 +13,11 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
-    /// Times `f` (one batch of `rows` samples) and counts the heap bytes it allocated.
-    pub fn measure<T>(&mut self, rows: usize, f: impl FnOnce() -> T) -> T {
-        let before = allocated_bytes();
-        let start = std::time::Instant::now();
-        let result = f();
-        let elapsed = start.elapsed();
-        self.allocated.push(allocated_bytes() - before);
+    /// Records one batch of `rows` samples: its time and the heap bytes it allocated.
+    pub fn record(&mut self, rows: usize, elapsed: Duration, allocated_bytes: u64) {
+        self.allocated.push(allocated_bytes);
         self.latencies_ns.push(elapsed.as_nanos() as u64);
         self.rows += rows as u64;
-        result
     }
 
     /// Batches measured.

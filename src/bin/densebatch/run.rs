@@ -1,17 +1,18 @@
-//! `infer run`: stream an input file through a model, batch by batch, into an output file.
+//! `densebatch run`: stream an input file through a model, batch by batch, into an output file.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use densebatch::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use crate::batch_runner::BatchRunner;
 use crate::cli::{RunArgs, thread_budget};
-use crate::io_formats::{create_sink, open_source};
-use crate::model_source::load_model;
+use crate::io::{create_sink, open_source};
+use crate::model_source::{compile, load_model};
 use crate::stats::{BatchStats, fmt_bytes};
 
 /// Runs shorter than this many rows (or bytes, when the row count is unknown) get no progress bar.
@@ -20,7 +21,7 @@ const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = compile(&model)?;
     let mut source = open_source(&args.input, args.tensor.as_deref())?;
     let input = args.input.display();
     ensure!(
@@ -44,16 +45,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let threads = thread_budget(args.threads);
     let batch = args.batch.get();
     let (in_width, out_width) = (compiled.input_width(), compiled.output_width());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start the thread pool")?;
-    let mut workspaces = compiled.new_workspaces(threads);
+    let mut runner = BatchRunner::new(&compiled, threads)?;
     // All memory a batch needs is allocated here, once: the input and output buffers and one
     // workspace per thread. Memory stays bounded by the batch size, whatever the file's size.
     let mut x = vec![0f32; batch * in_width];
     let mut y = vec![0f32; batch * out_width];
-    let scratch = 4 * (x.len() + y.len()) + workspaces.iter().map(Workspace::bytes).sum::<usize>();
+    let scratch = 4 * (x.len() + y.len()) + runner.workspace_bytes();
 
     let mut sink = match &args.output {
         Some(path) => Some(create_sink(path, out_width)?),
@@ -73,10 +70,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
                 .expect("buffer holds rows × width");
             let yb = ArrayViewMut2::from_shape((rows, out_width), &mut y[..rows * out_width])
                 .expect("buffer holds rows × width");
-            stats
-                .measure(rows, || {
-                    predict_batch(&compiled, &pool, &mut workspaces, xb, yb)
-                })
+            runner
+                .predict_measured(&compiled, xb, yb, &mut stats)
                 .map_err(|e| input_error(e, &args.input, done))?;
             if let Some(sink) = sink.as_mut() {
                 sink.write_rows(&y[..rows * out_width])?;

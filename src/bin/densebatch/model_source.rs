@@ -1,9 +1,9 @@
-//! Loading MODEL arguments: our format, a reference-harness folder, or an ONNX file.
+//! Loading and compiling MODEL arguments: our format, a reference-harness folder, or an ONNX file.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use densebatch::Model;
+use densebatch::{CompileOptions, CompiledModel, Model};
 
 /// Loads the model at `path`, importing it when it is an `.onnx` file.
 pub fn load_model(path: &Path) -> Result<Model> {
@@ -16,4 +16,9 @@ pub fn load_model(path: &Path) -> Result<Model> {
         Model::load(path)
     };
     model.context("cannot load the model")
+}
+
+/// Compiles `model` for this CPU with the default options.
+pub fn compile(model: &Model) -> Result<CompiledModel> {
+    Ok(model.compile(&CompileOptions::default())?)
 }

@@ -6,19 +6,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
-/// Run, inspect and import dense models with densebatch.
-///
-/// With no command, classifies the bundled held-out digits and reports accuracy, agreement with
-/// scikit-learn, per-batch latency and memory.
+/// Run, inspect, import and serve dense models with densebatch.
 #[derive(Debug, Parser)]
-#[command(name = "infer", version)]
+#[command(name = "densebatch", version, arg_required_else_help = true)]
 pub struct Cli {
-    /// What to do; none runs the bundled digits demo.
+    /// What to do.
     #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Options of the default (no command) run.
-    #[command(flatten)]
-    pub defaults: DefaultArgs,
+    pub command: Command,
 }
 
 /// The subcommands.
@@ -33,11 +27,17 @@ pub enum Command {
     /// Serve models through the batching scheduler under an open-loop load; report latency
     /// percentiles and batch statistics.
     ServeSim(ServeSimArgs),
+    /// Classify the held-out digits of a checkout's models/digits: accuracy, agreement with
+    /// scikit-learn, per-batch latency and memory.
+    Digits(DigitsArgs),
 }
 
-/// Options of the default run.
+/// `densebatch digits`.
 #[derive(Debug, Args)]
-pub struct DefaultArgs {
+pub struct DigitsArgs {
+    /// The folder holding model.json and test.safetensors.
+    #[arg(default_value = "models/digits")]
+    pub dir: PathBuf,
     /// Samples per batch.
     #[arg(long, default_value = "32")]
     pub batch: NonZeroUsize,
@@ -46,7 +46,7 @@ pub struct DefaultArgs {
     pub threads: Option<NonZeroUsize>,
 }
 
-/// `infer run`.
+/// `densebatch run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The model: model.json (or its folder), a manifest.json folder, or an .onnx file.
@@ -72,7 +72,7 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
-/// `infer inspect`.
+/// `densebatch inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The model: model.json (or its folder), a manifest.json folder, or an .onnx file.
@@ -82,7 +82,7 @@ pub struct InspectArgs {
     pub threads: Option<NonZeroUsize>,
 }
 
-/// `infer import`.
+/// `densebatch import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The ONNX file.
@@ -104,10 +104,10 @@ pub enum Arrivals {
     Constant,
 }
 
-/// `infer serve-sim`.
+/// `densebatch serve-sim`.
 #[derive(Debug, Args)]
 pub struct ServeSimArgs {
-    /// The models, served at once (each as for `infer run`).
+    /// The models, served at once (each as for `densebatch run`).
     #[arg(required = true)]
     pub models: Vec<PathBuf>,
     /// Requests per second offered to each model (default: 70 % of the measured capacity).

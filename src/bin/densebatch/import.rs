@@ -1,4 +1,4 @@
-//! `infer import`: an ONNX graph of dense layers into our format.
+//! `densebatch import`: an ONNX graph of dense layers into our format.
 
 use anyhow::{Context, Result};
 

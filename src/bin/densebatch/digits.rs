@@ -1,35 +1,36 @@
-//! The run with no arguments: classify the bundled held-out digits and report accuracy, agreement
-//! with scikit-learn's own predictions, per-batch latency and memory.
+//! `densebatch digits`: classify the held-out digits of a checkout's `models/digits` and report
+//! accuracy, agreement with scikit-learn's own predictions, per-batch latency and memory.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
-use densebatch::prelude::*;
+use anyhow::{Result, bail, ensure};
+use densebatch::Predictor;
 use ndarray::{Array2, Axis, s};
 
-use crate::cli::{DefaultArgs, thread_budget};
-use crate::io_formats::safetensors_tensor;
+use crate::batch_runner::BatchRunner;
+use crate::cli::{DigitsArgs, thread_budget};
+use crate::io::safetensors::read_tensor;
+use crate::model_source::{compile, load_model};
 use crate::stats::BatchStats;
 
-/// The bundled model's folder. Resolved from the crate root so that the demo works from any
-/// working directory.
-fn digits_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join("digits")
-}
-
-pub fn run(args: &DefaultArgs) -> Result<()> {
-    let dir = digits_dir();
-    let model = Model::load(dir.join("model.json")).context("cannot load the bundled model")?;
+pub fn run(args: &DigitsArgs) -> Result<()> {
+    let dir = &args.dir;
+    let spec_path = dir.join("model.json");
     let test_path = dir.join("test.safetensors");
-    let x = safetensors_tensor(&test_path, "x")?;
-    let labels = safetensors_tensor(&test_path, "labels")?;
-    let sklearn_pred = safetensors_tensor(&test_path, "sklearn_pred")?;
+    // An installed binary has no bundled files: say where they come from, in one line.
+    ensure!(
+        spec_path.is_file() && test_path.is_file(),
+        "{}: no model.json and test.safetensors here; run from a densebatch checkout or pass the \
+         folder of the digits model",
+        dir.display()
+    );
+    let model = load_model(&spec_path)?;
+    let x = read_tensor(&test_path, "x")?;
+    let labels = read_tensor(&test_path, "labels")?;
+    let sklearn_pred = read_tensor(&test_path, "sklearn_pred")?;
     let x = x
         .into_dimensionality::<ndarray::Ix2>()
-        .with_context(|| format!("{}: tensor `x` is not 2-D", test_path.display()))?;
+        .map_err(|_| anyhow::anyhow!("{}: tensor `x` is not 2-D", test_path.display()))?;
     let rows = x.nrows();
     ensure!(
         labels.len() == rows && sklearn_pred.len() == rows,
@@ -39,20 +40,16 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
 
     let threads = thread_budget(args.threads);
     let batch = args.batch.get();
-    let compiled = model.compile(&CompileOptions::default())?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("cannot start the thread pool")?;
-    let mut workspaces = compiled.new_workspaces(threads);
+    let compiled = compile(&model)?;
+    let mut runner = BatchRunner::new(&compiled, threads)?;
     let mut probabilities = Array2::<f32>::zeros((rows, compiled.output_width()));
-    let scratch = workspaces.iter().map(Workspace::bytes).sum::<usize>();
+    let scratch = runner.workspace_bytes();
 
     println!(
         "model        {} {} ({}), {} layers, kernel {}",
         compiled.name(),
         compiled.version(),
-        dir.join("model.json").display(),
+        spec_path.display(),
         model.spec().layers.len(),
         compiled.kernel().name()
     );
@@ -63,14 +60,11 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
         test_path.display()
     );
 
-    // Every pool thread runs once, then one untimed batch: the threads allocate their own state
-    // when they start and on their first job, which a measured batch would otherwise count.
-    pool.broadcast(|_| ());
+    // One untimed batch: the pool threads allocate their own state on their first job, which a
+    // measured batch would otherwise count.
     let first = batch.min(rows);
-    predict_batch(
+    runner.predict_into(
         &compiled,
-        &pool,
-        &mut workspaces,
         x.slice(s![..first, ..]),
         probabilities.slice_mut(s![..first, ..]),
     )?;
@@ -80,9 +74,7 @@ pub fn run(args: &DefaultArgs) -> Result<()> {
         let end = (start + batch).min(rows);
         let xb = x.slice(s![start..end, ..]);
         let yb = probabilities.slice_mut(s![start..end, ..]);
-        stats.measure(end - start, || {
-            predict_batch(&compiled, &pool, &mut workspaces, xb, yb)
-        })?;
+        runner.predict_measured(&compiled, xb, yb, &mut stats)?;
     }
     let wall = started.elapsed();
 

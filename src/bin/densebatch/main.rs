@@ -1,23 +1,24 @@
-//! `infer`: the command-line face of densebatch.
+//! `densebatch`: the command-line face of the engine (`cargo install --path . --features cli`).
 //!
 //! ```text
-//! infer                                   classify the bundled held-out digits (accuracy, latency, memory)
-//! infer run MODEL --input FILE [--output FILE] [--batch N] [--threads N]
-//! infer inspect MODEL
-//! infer import model.onnx OUT
-//! infer serve-sim MODEL... [--rate R | --loads 0.7,0.9,1.1] [--duration S] [--json F] [--plot F.svg]
+//! densebatch run MODEL --input FILE [--output FILE] [--batch N] [--threads N]
+//! densebatch inspect MODEL
+//! densebatch import model.onnx OUT
+//! densebatch serve-sim MODEL... [--rate R | --loads 0.7,0.9,1.1] [--duration S] [--json F] [--plot F.svg]
+//! densebatch digits [DIR]                classify the held-out digits of a checkout's models/digits
 //! ```
 //!
 //! MODEL is a model in our format (`model.json` or its folder), a reference-harness folder
 //! (`manifest.json` + `.npy`) or an `.onnx` file. Errors are one line naming the file, layer or
 //! argument, and the exit status is non-zero.
 
-mod alloc_count;
+mod batch_alloc;
+mod batch_runner;
 mod cli;
-mod default_run;
+mod digits;
 mod import;
 mod inspect;
-mod io_formats;
+mod io;
 mod model_source;
 mod open_loop;
 mod run;
@@ -29,8 +30,14 @@ mod stats;
 use std::process::ExitCode;
 
 use clap::Parser;
+use densebatch::CountingAllocator;
 
 use cli::{Cli, Command};
+
+// The library's per-thread counter: the scheduler's batch records and the per-batch memory figures
+// (see `batch_alloc`) read it.
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator::system();
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -38,11 +45,11 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(error),
     };
     let result = match cli.command {
-        None => default_run::run(&cli.defaults),
-        Some(Command::Run(args)) => run::run(&args),
-        Some(Command::Inspect(args)) => inspect::run(&args),
-        Some(Command::Import(args)) => import::run(&args),
-        Some(Command::ServeSim(args)) => serve_sim::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Import(args) => import::run(&args),
+        Command::ServeSim(args) => serve_sim::run(&args),
+        Command::Digits(args) => digits::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

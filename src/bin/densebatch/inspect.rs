@@ -1,16 +1,16 @@
-//! `infer inspect`: what a model is and how it will run here.
+//! `densebatch inspect`: what a model is and how it will run here.
 
 use anyhow::Result;
 use densebatch::prelude::*;
 
 use crate::cli::{InspectArgs, thread_budget};
-use crate::model_source::load_model;
+use crate::model_source::{compile, load_model};
 use crate::stats::fmt_bytes;
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let spec = model.spec();
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = compile(&model)?;
     let threads = thread_budget(args.threads);
 
     println!("model         {} {}", spec.name, spec.version);
