@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     assert_eq!(test.x.dim(), (SAMPLES, FEATURES), "the bundled test set");
 
     let model = Model::load(dir.join("model.json"))?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = model.compile()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;

@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     let warmup: usize = warmup.parse().context("WARMUP")?;
 
     let model = Model::load(model_dir)?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = model.compile()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;

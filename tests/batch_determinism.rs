@@ -5,6 +5,7 @@
 
 use anyhow::Result;
 use densebatch::KernelKind;
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::{Array2, s};
 
@@ -79,24 +80,22 @@ fn awkward_widths_are_bit_identical_on_every_path() -> Result<()> {
     for kernel in KernelKind::all_supported() {
         let options = [
             // The defaults: whatever paths the tuned thresholds pick.
-            CompileOptions {
-                kernel: Some(kernel),
-                ..CompileOptions::default()
-            },
+            CompileOptions::default().kernel(kernel),
             // Every split as eager as possible, and blocks smaller than most batches: up to 8
             // rows per thread split by columns (several blocks from 14 rows), larger by rows.
-            CompileOptions {
-                kernel: Some(kernel),
-                block_rows: Some(13),
-                parallel_min_flops: 1,
-                split_min_flops: 1,
-                column_split_rows_per_thread: Some(8),
-                prefetch_weights: Some(true),
-                ..CompileOptions::default()
-            },
+            CompileOptions::default()
+                .kernel(kernel)
+                .block_rows(13)
+                .tuning(
+                    Tuning::default()
+                        .parallel_min_flops(1)
+                        .split_min_flops(1)
+                        .column_split_rows_per_thread(8)
+                        .prefetch_weights(true),
+                ),
         ];
         for option in &options {
-            let compiled = model.compile(option)?;
+            let compiled = model.compile_with(option)?;
             check_batches(&compiled, &reference, &x, &lens());
         }
     }
@@ -108,12 +107,14 @@ fn hidden_gelu_and_identity_output_are_bit_identical() -> Result<()> {
     let model = Model::random(&[33, 71, 48, 5], Activation::Gelu, Activation::Identity, 3);
     let x = input(120, 33);
     let reference = model.predict_reference(x.view())?;
-    let compiled = model.compile(&CompileOptions {
-        split_min_flops: 1,
-        parallel_min_flops: 1,
-        column_split_rows_per_thread: Some(4),
-        ..CompileOptions::default()
-    })?;
+    let compiled = model.compile_with(
+        &CompileOptions::default().tuning(
+            Tuning::default()
+                .split_min_flops(1)
+                .parallel_min_flops(1)
+                .column_split_rows_per_thread(4),
+        ),
+    )?;
     check_batches(&compiled, &reference, &x, &[1, 2, 3, 5, 8, 16, 17, 64, 120]);
     Ok(())
 }
@@ -125,7 +126,7 @@ fn weights_larger_than_a_cache_share_are_bit_identical() -> Result<()> {
     let model = Model::random(&[1100, 2100, 9], Activation::Tanh, Activation::Softmax, 5);
     let x = input(300, 1100);
     let reference = model.predict_reference(x.view())?;
-    let compiled = model.compile(&CompileOptions::default())?;
+    let compiled = model.compile()?;
     check_batches(
         &compiled,
         &reference,
@@ -142,13 +143,14 @@ fn weights_in_huge_pages_give_the_reference_bits() -> Result<()> {
     let x = input(70, 700);
     let reference = model.predict_reference(x.view())?;
     for kernel in KernelKind::all_supported() {
-        let compiled = model.compile(&CompileOptions {
-            kernel: Some(kernel),
-            huge_pages: Some(true),
-            column_split_rows_per_thread: Some(4),
-            split_min_flops: 1,
-            ..CompileOptions::default()
-        })?;
+        let compiled = model.compile_with(
+            &CompileOptions::default().kernel(kernel).tuning(
+                Tuning::default()
+                    .huge_pages(true)
+                    .column_split_rows_per_thread(4)
+                    .split_min_flops(1),
+            ),
+        )?;
         check_batches(&compiled, &reference, &x, &[1, 3, 8, 9, 33, 70]);
     }
     Ok(())

@@ -67,11 +67,7 @@ fn digits_x() -> Array2<f32> {
 
 fn digits_expected(x: &Array2<f32>) -> Array2<f32> {
     let model = Model::load(root().join("models/digits/model.json")).unwrap();
-    model
-        .compile(&CompileOptions::default())
-        .unwrap()
-        .predict(x.view())
-        .unwrap()
+    model.compile().unwrap().predict(x.view()).unwrap()
 }
 
 /// The bytes of an `.npy` file of `values` stored as `descr` (e.g. `<f4`, `>f2`).

@@ -5,6 +5,7 @@ mod common;
 
 use common::input;
 use densebatch::KernelKind;
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::{Array2, s};
 use proptest::prelude::*;
@@ -44,8 +45,11 @@ proptest! {
         seed in 0u64..1000,
     ) {
         let model = Model::random(&widths, Activation::Gelu, Activation::Softmax, seed);
-        let options = CompileOptions { parallel_min_flops: 1, block_rows, ..Default::default() };
-        let m = model.compile(&options).unwrap();
+        let mut options = CompileOptions::default().tuning(Tuning::default().parallel_min_flops(1));
+        if let Some(rows) = block_rows {
+            options = options.block_rows(rows);
+        }
+        let m = model.compile_with(&options).unwrap();
         let x = input(batch, widths[0], seed);
         let pos = ((batch - 1) as f64 * pos_frac) as usize;
         let alone = m.predict(x.slice(s![pos..pos + 1, ..])).unwrap();
@@ -65,16 +69,13 @@ fn large_batches_and_every_thread_count_agree_bit_for_bit() {
     );
     let x = input(4096, 300, 9);
     let reference = model
-        .compile(&CompileOptions::default())
+        .compile()
         .unwrap()
         .predict(x.slice(s![..1, ..]))
         .unwrap();
     for kernel in KernelKind::all_supported() {
         let m = model
-            .compile(&CompileOptions {
-                kernel: Some(kernel),
-                ..Default::default()
-            })
+            .compile_with(&CompileOptions::default().kernel(kernel))
             .unwrap();
         let y1 = run(&m, 1, x.view());
         assert_bits_eq(y1.row(0), reference.row(0), kernel.name());

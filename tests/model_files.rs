@@ -326,12 +326,11 @@ fn reference_harness_layout_errors() {
         {"W": "W0.npy", "b": "b0.npy", "in": 3, "out": 2, "activation": "identity"}]}"#;
     fs::write(dir.path("manifest.json"), manifest).unwrap();
     let w = ndarray::Array2::<f32>::from_shape_fn((3, 2), |(i, j)| (i * 2 + j) as f32);
-    densebatch::write_npy_f32(&dir.path("W0.npy"), w.view()).unwrap();
-    densebatch::write_npy_f32(
+    common::write_npy_f32(&dir.path("W0.npy"), w.view());
+    common::write_npy_f32(
         &dir.path("b0.npy"),
         ndarray::Array2::<f32>::ones((1, 2)).view(),
-    )
-    .unwrap();
+    );
     // b0 is 2-D: a shape error naming the file.
     let err = Model::load(&dir.0).unwrap_err();
     assert!(matches!(&err, Error::TensorShape { layer: 0, .. }), "{err}");
@@ -349,18 +348,17 @@ fn reference_harness_layout_errors() {
     assert!(err.to_string().contains("<f8"), "{err}");
     // Repaired, it loads and computes x·W + b.
     fs::write(dir.path("W0.npy"), &bytes).unwrap();
-    densebatch::write_npy_f32(
+    common::write_npy_f32(
         &dir.path("b0.npy"),
         ndarray::Array2::<f32>::ones((1, 2)).view(),
-    )
-    .unwrap();
+    );
     let b = ndarray::arr1(&[0.5f32, -0.5]);
-    let mut b_bytes = densebatch::npy_header_bytes(&[2]);
+    let mut b_bytes = common::npy_header_bytes(&[2]);
     b_bytes.extend(b.iter().flat_map(|v| v.to_le_bytes()));
     fs::write(dir.path("b0.npy"), b_bytes).unwrap();
     let model = Model::load(&dir.0).unwrap();
     let y = model
-        .compile(&CompileOptions::default())
+        .compile()
         .unwrap()
         .predict(ndarray::arr2(&[[1.0f32, 1.0, 1.0]]).view())
         .unwrap();

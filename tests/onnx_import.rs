@@ -6,8 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::read_npy_f32;
+use densebatch::import_onnx;
 use densebatch::prelude::*;
-use densebatch::{import_onnx, read_npy_f32};
 use ndarray::{Array2, ArrayView2, Ix2};
 
 fn fixture(name: &str) -> PathBuf {
@@ -17,10 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn npy2(path: &Path) -> Array2<f32> {
-    read_npy_f32(path)
-        .unwrap()
-        .into_dimensionality::<Ix2>()
-        .unwrap()
+    read_npy_f32(path).into_dimensionality::<Ix2>().unwrap()
 }
 
 /// Normwise relative error: max |got − want| / max |want|, over the whole array.
@@ -35,7 +33,7 @@ fn relative_error(got: ArrayView2<f32>, want: ArrayView2<f32>) -> f64 {
 }
 
 fn predict(model: &Model, x: ArrayView2<f32>) -> Array2<f32> {
-    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let compiled = model.compile().unwrap();
     let y = compiled.predict(x).unwrap();
     // The compiled engine and the naive reference agree bit for bit on imported models too.
     assert_eq!(y, model.predict_reference(x).unwrap());

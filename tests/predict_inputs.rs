@@ -4,12 +4,13 @@ mod common;
 
 use common::input;
 use densebatch::NonFiniteInput;
+use densebatch::Tuning;
 use densebatch::prelude::*;
-use ndarray::{Array2, Array3, s};
+use ndarray::{Array2, s};
 
 fn compiled(options: CompileOptions) -> (Model, CompiledModel) {
     let model = Model::random(&[6, 9, 4], Activation::Relu, Activation::Softmax, 11);
-    let compiled = model.compile(&options).unwrap();
+    let compiled = model.compile_with(&options).unwrap();
     (model, compiled)
 }
 
@@ -84,19 +85,6 @@ fn wrong_output_shape_and_too_few_workspaces() {
 }
 
 #[test]
-fn rank_other_than_one_or_two_is_refused() {
-    let (_, m) = compiled(CompileOptions::default());
-    let err = m
-        .predict_dyn(Array3::<f32>::zeros((2, 3, 6)).view().into_dyn())
-        .unwrap_err();
-    assert!(matches!(err, Error::InputRank { got: 3 }));
-    let one = m
-        .predict_dyn(ndarray::Array1::<f32>::zeros(6).view().into_dyn())
-        .unwrap();
-    assert_eq!(one.dim(), (1, 4));
-}
-
-#[test]
 fn empty_batch_gives_empty_output() {
     let (_, m) = compiled(CompileOptions::default());
     let y = m.predict(Array2::zeros((0, 6)).view()).unwrap();
@@ -129,10 +117,8 @@ fn batch_error(m: &CompiledModel, threads: usize, x: &Array2<f32>) -> Error {
 
 #[test]
 fn non_finite_input_rejected_by_default_with_its_position() {
-    let (_, m) = compiled(CompileOptions {
-        parallel_min_flops: 1,
-        ..CompileOptions::default()
-    });
+    let (_, m) =
+        compiled(CompileOptions::default().tuning(Tuning::default().parallel_min_flops(1)));
     let mut x = input(300, 6, 1);
     x[[250, 3]] = f32::NAN;
     let err = m.predict(x.view()).unwrap_err();
@@ -170,11 +156,11 @@ fn non_finite_input_rejected_by_default_with_its_position() {
 #[test]
 fn the_earliest_bad_row_is_reported_whatever_the_threads() {
     // Small blocks: a 300-row batch becomes many chunks claimed by whichever thread is free.
-    let (_, m) = compiled(CompileOptions {
-        parallel_min_flops: 1,
-        block_rows: Some(8),
-        ..CompileOptions::default()
-    });
+    let (_, m) = compiled(
+        CompileOptions::default()
+            .block_rows(8)
+            .tuning(Tuning::default().parallel_min_flops(1)),
+    );
     let mut x = input(300, 6, 1);
     for row in [290, 97, 41, 180] {
         x[[row, 2]] = f32::NAN;
@@ -199,10 +185,7 @@ fn the_earliest_bad_row_is_reported_whatever_the_threads() {
 
 #[test]
 fn non_finite_input_propagates_when_asked() {
-    let (_, m) = compiled(CompileOptions {
-        non_finite_input: NonFiniteInput::Propagate,
-        ..Default::default()
-    });
+    let (_, m) = compiled(CompileOptions::default().non_finite_input(NonFiniteInput::Propagate));
     let mut x = input(3, 6, 2);
     x[[1, 0]] = f32::NAN;
     let y = m.predict(x.view()).unwrap();
@@ -217,10 +200,7 @@ fn non_finite_input_propagates_when_asked() {
 
 #[test]
 fn batches_larger_than_the_workspace_are_processed_in_blocks() {
-    let (model, m) = compiled(CompileOptions {
-        block_rows: Some(7),
-        ..Default::default()
-    });
+    let (model, m) = compiled(CompileOptions::default().block_rows(7));
     assert_eq!(m.new_workspace().rows(), 7);
     let x = input(100, 6, 3);
     let y = m.predict(x.view()).unwrap();
@@ -266,7 +246,7 @@ fn column_ranges_of_wider_arrays_are_handled() {
 fn a_workspace_for_a_narrower_model_is_refused() {
     let (_, m) = compiled(CompileOptions::default());
     let small = Model::random(&[2, 3], Activation::Relu, Activation::Identity, 1)
-        .compile(&CompileOptions::default())
+        .compile()
         .unwrap();
     let mut ws = small.new_workspace();
     let err = m.predict_into(

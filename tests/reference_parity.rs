@@ -11,7 +11,7 @@ use ndarray::{Array2, Ix2};
 const TOLERANCE: f64 = 1e-5;
 
 fn check_all_paths(model: &Model, x: &Array2<f32>, y_ref: &Array2<f32>) {
-    let compiled = model.compile(&CompileOptions::default()).unwrap();
+    let compiled = model.compile().unwrap();
     let fast = compiled.predict(x.view()).unwrap();
     let naive = model.predict_reference(x.view()).unwrap();
     // The fast kernels reproduce the naive loops exactly...
@@ -43,11 +43,7 @@ fn digits_matches_float64_and_sklearn_on_every_held_out_sample() {
     let sklearn = tensor_f32(&test, "sklearn_pred");
     check_all_paths(&model, &x, &y_check);
 
-    let y = model
-        .compile(&CompileOptions::default())
-        .unwrap()
-        .predict(x.view())
-        .unwrap();
+    let y = model.compile().unwrap().predict(x.view()).unwrap();
     let mut correct = 0;
     for (i, row) in y.outer_iter().enumerate() {
         let class = argmax(row);
@@ -87,8 +83,8 @@ fn reference_harness_models_match_their_check_vectors() {
     for name in ["tiny-mlp", "mnist-mlp", "wide-mlp"] {
         let dir = root.join(name);
         let model = Model::load(&dir).unwrap();
-        let x = densebatch::read_npy_f32(&dir.join("x_check.npy")).unwrap();
-        let y = densebatch::read_npy_f32(&dir.join("y_check.npy")).unwrap();
+        let x = common::read_npy_f32(&dir.join("x_check.npy"));
+        let y = common::read_npy_f32(&dir.join("y_check.npy"));
         let x = x.into_dimensionality::<Ix2>().unwrap();
         let y = y.into_dimensionality::<Ix2>().unwrap();
         check_all_paths(&model, &x, &y);

@@ -4,6 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::Array2;
 
@@ -46,10 +47,7 @@ fn predict_into_does_not_allocate() {
     ] {
         let model = Model::random(&widths, Activation::Relu, out_act, 1);
         let compiled = model
-            .compile(&CompileOptions {
-                block_rows: Some(32),
-                ..Default::default()
-            })
+            .compile_with(&CompileOptions::default().block_rows(32))
             .unwrap();
         let mut ws = compiled.new_workspace();
         for batch in [1, 31, 32, 33, 200] {
@@ -85,13 +83,14 @@ fn predict_batch_does_not_allocate_on_either_split() {
         .unwrap();
     for columns in [0, 64] {
         let compiled = model
-            .compile(&CompileOptions {
-                block_rows: Some(32),
-                parallel_min_flops: 1,
-                split_min_flops: 1,
-                column_split_rows_per_thread: Some(columns),
-                ..Default::default()
-            })
+            .compile_with(
+                &CompileOptions::default().block_rows(32).tuning(
+                    Tuning::default()
+                        .parallel_min_flops(1)
+                        .split_min_flops(1)
+                        .column_split_rows_per_thread(columns),
+                ),
+            )
             .unwrap();
         let mut workspaces = compiled.new_workspaces(2);
         for batch in [2, 31, 33, 100] {

@@ -30,11 +30,11 @@ fn bench_layer(
 ) {
     let model = Model::random(&[k, n], activation, activation, 1);
     let compiled = model
-        .compile(&CompileOptions {
-            kernel: Some(kernel),
-            non_finite_input: densebatch::NonFiniteInput::Propagate,
-            ..CompileOptions::default()
-        })
+        .compile_with(
+            &CompileOptions::default()
+                .kernel(kernel)
+                .non_finite_input(densebatch::NonFiniteInput::Propagate),
+        )
         .expect("supported kernel");
     let mut workspace = compiled.new_workspace();
     let x = super::input(rows, k);

@@ -50,7 +50,7 @@ fn run(c: &mut Criterion, unit: &str, per_sample: impl Fn(&CompiledModel) -> u64
         .measurement_time(Duration::from_secs(2));
     for shape in MODELS {
         let model = Model::random(shape.widths, Activation::Relu, shape.output, 1);
-        let compiled = model.compile(&CompileOptions::default()).expect("compiles");
+        let compiled = model.compile().expect("compiles");
         for threads in [1, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

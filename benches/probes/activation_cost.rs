@@ -33,7 +33,7 @@ fn main() -> Result<()> {
     );
     let models = Activation::ALL
         .iter()
-        .map(|&a| Model::random(&[width, width], a, a, 7).compile(&CompileOptions::default()))
+        .map(|&a| Model::random(&[width, width], a, a, 7).compile())
         .collect::<densebatch::Result<Vec<_>>>()?;
     let x = Array2::from_shape_fn((rows, width), |(i, j)| {
         (((i * 7919 + j * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7

@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::Array2;
 
@@ -50,16 +51,17 @@ fn main() -> Result<()> {
         }
         None => Model::load(&path)?,
     };
-    let inline = model.compile(&CompileOptions {
-        parallel_min_flops: u64::MAX,
-        split_min_flops: u64::MAX,
-        ..Default::default()
-    })?;
-    let forked = model.compile(&CompileOptions {
-        parallel_min_flops: 1,
-        split_min_flops: 1,
-        ..Default::default()
-    })?;
+    let inline = model.compile_with(
+        &CompileOptions::default().tuning(
+            Tuning::default()
+                .parallel_min_flops(u64::MAX)
+                .split_min_flops(u64::MAX),
+        ),
+    )?;
+    let forked = model.compile_with(
+        &CompileOptions::default()
+            .tuning(Tuning::default().parallel_min_flops(1).split_min_flops(1)),
+    )?;
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let two = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
     let (mut ws1, mut ws2) = (inline.new_workspaces(1), forked.new_workspaces(2));

@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::Array2;
 
@@ -41,15 +42,11 @@ fn main() -> Result<()> {
     let model = Model::load(model_dir)?;
     let compile = |on| {
         model
-            .compile(&match option {
-                "prefetch" => CompileOptions {
-                    prefetch_weights: Some(on),
-                    ..CompileOptions::default()
-                },
-                "huge-pages" => CompileOptions {
-                    huge_pages: Some(on),
-                    ..CompileOptions::default()
-                },
+            .compile_with(&match option {
+                "prefetch" => {
+                    CompileOptions::default().tuning(Tuning::default().prefetch_weights(on))
+                }
+                "huge-pages" => CompileOptions::default().tuning(Tuning::default().huge_pages(on)),
                 other => bail!("unknown option {other:?}: prefetch or huge-pages"),
             })
             .map_err(anyhow::Error::from)

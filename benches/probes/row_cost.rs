@@ -42,7 +42,7 @@ fn main() -> Result<()> {
         .get(1)
         .map_or(Ok(20), |r| r.parse())
         .context("ROUNDS")?;
-    let model = Model::load(model_dir)?.compile(&CompileOptions::default())?;
+    let model = Model::load(model_dir)?.compile()?;
     let mut workspace = model.new_workspace();
     let x = Array2::from_shape_fn((max_batch, model.input_width()), |(i, j)| {
         (((i * 7919 + j * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7

@@ -18,6 +18,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::Array2;
 use rayon::ThreadPool;
@@ -122,11 +123,13 @@ fn main() -> Result<()> {
     let models = cutoffs
         .iter()
         .map(|&cutoff| {
-            model.compile(&CompileOptions {
-                split_min_flops: cutoff as u64,
-                pool_split_min_flops: Some(cutoff as u64),
-                ..CompileOptions::default()
-            })
+            model.compile_with(
+                &CompileOptions::default().tuning(
+                    Tuning::default()
+                        .split_min_flops(cutoff as u64)
+                        .pool_split_min_flops(cutoff as u64),
+                ),
+            )
         })
         .collect::<densebatch::Result<Vec<_>>>()?;
     let pool = rayon::ThreadPoolBuilder::new()

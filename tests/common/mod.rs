@@ -129,3 +129,42 @@ pub fn argmax(row: ndarray::ArrayView1<f32>) -> usize {
         })
         .0
 }
+
+/// The header bytes of a version-1 `.npy` file holding a float32 C-order array of `shape`, for
+/// tests that craft files byte by byte.
+pub fn npy_header_bytes(shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // Pad so that the data starts on a 64-byte boundary, ending the header with a newline.
+    let total = 6 + 4 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - total % 64) % 64));
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Writes a 2-D float32 array as a `.npy` file.
+pub fn write_npy_f32(path: &Path, array: ArrayView2<'_, f32>) {
+    let mut bytes = npy_header_bytes(array.shape());
+    bytes.extend(array.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Reads a float32 `.npy` file (through npyz, an implementation independent of the loader's).
+pub fn read_npy_f32(path: &Path) -> ArrayD<f32> {
+    let file = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
+    ArrayD::from_shape_vec(shape, file.into_vec::<f32>().unwrap()).unwrap()
+}

@@ -4,7 +4,6 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
-use densebatch::Predictor;
 use ndarray::{Array2, Axis, s};
 
 use crate::batch_runner::BatchRunner;

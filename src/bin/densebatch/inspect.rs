@@ -1,9 +1,10 @@
 //! `densebatch inspect`: what a model is and how it will run here.
 
 use anyhow::Result;
-use densebatch::prelude::*;
 
 use crate::cli::{InspectArgs, thread_budget};
+use densebatch::{Predictor, Split};
+
 use crate::model_source::{compile, load_model};
 use crate::stats::fmt_bytes;
 
@@ -56,11 +57,21 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let splits: Vec<String> = [1, 8, 32, 128, 512, 2048]
+        .iter()
+        .map(|&rows| {
+            let split = match Predictor::split(&compiled, rows, threads, false) {
+                Split::Inline => "inline".to_string(),
+                Split::Rows { tasks, .. } => format!("{tasks} row tasks"),
+                Split::Columns => "by columns".to_string(),
+                _ => "other".to_string(),
+            };
+            format!("{rows}: {split}")
+        })
+        .collect();
     println!(
-        "threads       {threads} (budget); by rows, batches under {} rows run on one thread \
-         ({} when called from a pool thread)",
-        2 * compiled.parallel_min_rows(),
-        2 * compiled.pool_parallel_min_rows()
+        "threads       {threads} (budget); batches of {}",
+        splits.join(", ")
     );
     println!(
         "workspace     {} rows per block, {} per thread, {} for {threads} threads",
