@@ -11,6 +11,7 @@ mod math;
 /// The activation applied after a dense layer's `x·W + b`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Activation {
     /// `f(x) = x`.
     #[default]
