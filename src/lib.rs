@@ -9,25 +9,25 @@
 //! use densebatch::prelude::*;
 //! use ndarray::Array2;
 //!
-//! // A model is data: a spec plus weights. Here a seeded random one; `Model::load` reads files.
+//! // A model is data: a spec plus weights. Here a seeded random one; `Model::load` reads files
+//! // (our `model.json`, a reference-harness folder, `.onnx`).
 //! let model = Model::random(&[16, 32, 4], Activation::Relu, Activation::Identity, 42);
-//! // Compile once: pick the kernel, pack the weights, size the workspace.
-//! let compiled = model.compile(&CompileOptions::default())?;
-//!
-//! // Run a batch on an explicit pool, one workspace per pool thread, into a caller buffer.
-//! let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-//! let mut workspaces = compiled.new_workspaces(pool.current_num_threads());
+//! // Compile once (pick the kernel, pack the weights), then run on two threads.
+//! let session = model.compile()?.session(2)?;
 //! let x = Array2::from_shape_fn((64, 16), |(i, j)| ((i * 16 + j) as f32).sin());
-//! let mut y = Array2::zeros((64, 4));
-//! predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
+//! let y = session.predict(x.view())?;
 //!
-//! // A sample's result is bit-identical whatever batch it came in.
-//! let alone = compiled.predict(x.slice(ndarray::s![5..6, ..]))?;
+//! // A sample's result is bit-identical whatever batch it came in,
+//! let alone = session.predict(x.slice(ndarray::s![5..6, ..]))?;
 //! assert_eq!(alone.row(0), y.row(5));
-//! // And it agrees with the naive reference loops.
+//! // and agrees with the naive reference loops.
 //! assert_eq!(model.predict_reference(x.view())?, y);
 //! # Ok::<(), densebatch::Error>(())
 //! ```
+//!
+//! [`Session`] owns a pool and workspaces; [`predict_batch`] is the expert path on a pool of your
+//! own; [`Scheduler`] batches single requests for several models. How a request flows through the
+//! modules: `docs/ARCHITECTURE.md`.
 //!
 //! ## Determinism
 //!

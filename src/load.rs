@@ -20,6 +20,7 @@ impl Model {
     /// ```
     /// use densebatch::Model;
     /// let dir = std::env::temp_dir().join(format!("densebatch-load-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
     /// let model = Model::random(&[4, 8, 2], densebatch::Activation::Relu,
     ///                           densebatch::Activation::Softmax, 3);
     /// model.save(dir.join("model.json"))?;
