@@ -123,14 +123,15 @@ impl<'a> RowsMut<'a> {
     /// If `r0 > rows`.
     pub(crate) fn rows_from(self, r0: usize) -> RowsMut<'a> {
         assert!(r0 <= self.rows);
+        // For `r0 == rows` the view is empty and its pointer is never dereferenced.
+        let ptr = if r0 < self.rows {
+            // SAFETY: row `r0 < rows` starts inside the borrowed buffer (see `row_mut`).
+            unsafe { self.ptr.add(r0 * self.stride) }
+        } else {
+            self.ptr
+        };
         RowsMut {
-            // SAFETY: row `r0 < rows` starts inside the borrowed buffer (see `row_mut`); for
-            // `r0 == rows` the view is empty and its pointer is never dereferenced.
-            ptr: if r0 < self.rows {
-                unsafe { self.ptr.add(r0 * self.stride) }
-            } else {
-                self.ptr
-            },
+            ptr,
             rows: self.rows - r0,
             cols: self.cols,
             stride: self.stride,
