@@ -363,7 +363,10 @@ fn a_panicking_model_does_not_disturb_another() {
     );
     let good = snapshot.model("good").unwrap();
     assert_eq!(good.state, ModelState::Ready);
-    assert_eq!((good.counters.completed, good.counters.panics), (2000, 0));
+    assert_eq!(
+        (good.counters.completed, good.counters.worker_restarts),
+        (2000, 0)
+    );
 }
 
 #[test]
@@ -748,4 +751,105 @@ fn metrics_snapshot_and_prometheus_text() {
             "missing `{line}` in\n{text}"
         );
     }
+    assert_well_formed_prometheus(&text);
+}
+
+/// Every line is a `# HELP`/`# TYPE` comment or `name{labels} value` / `name value` with a
+/// numeric value, and every sample's metric family has a `# TYPE`.
+fn assert_well_formed_prometheus(text: &str) {
+    let mut typed = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_string(), kind).is_none(), "{line}");
+        }
+    }
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment `{line}`");
+        let (series, value) = line.rsplit_once(' ').expect("name value");
+        assert!(value.parse::<f64>().is_ok(), "value of `{line}`");
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("closing brace");
+                assert!(labels.contains("=\""), "labels of `{line}`");
+                name
+            }
+            None => series,
+        };
+        assert!(valid_name(name), "name of `{line}`");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f) == Some(&"histogram"))
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "no # TYPE for `{line}`");
+    }
+    for name in [
+        "densebatch_worker_restarts_total",
+        "densebatch_batch_records_dropped_total",
+        "densebatch_batch_alloc_bytes",
+    ] {
+        assert!(typed.contains_key(name), "{name} missing");
+    }
+}
+
+#[test]
+fn predict_serves_and_reports_every_failure_as_a_serve_error() {
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
+    let config = ModelConfig::default().max_batch_size(2).queue_capacity(1);
+    scheduler
+        .load("m", model(2, OnMarker::Panic), config)
+        .unwrap();
+    let y = scheduler
+        .predict("m", ndarray::arr2(&[[1.0, 2.0]]).view())
+        .unwrap();
+    assert_eq!(y, ndarray::arr2(&[[1.0, 2.0]]));
+    let x = |rows: &[[f32; 2]]| Array2::from_shape_fn((rows.len(), 2), |(i, j)| rows[i][j]);
+    assert!(matches!(
+        scheduler.predict("zzz", x(&[[1.0, 2.0]]).view()),
+        Err(densebatch::ServeError::UnknownModel(name)) if name == "zzz"
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, f32::INFINITY]]).view()),
+        Err(densebatch::ServeError::Invalid(
+            Error::NonFiniteInput { .. }
+        ))
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, 2.0]; 3]).view()),
+        Err(densebatch::ServeError::RowCount {
+            rows: 3,
+            max_batch_size: 2
+        })
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[MARKER, 2.0]]).view()),
+        Err(densebatch::ServeError::ModelPanicked)
+    ));
+    // `submit` waits for room: more requests than the queue holds all get in and answered.
+    let handles: Vec<_> = (0..20)
+        .map(|i| scheduler.submit("m", row(&[i as f32, 0.0])).unwrap())
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait().unwrap()[[0, 0]], i as f32);
+    }
+    let counters = scheduler.metrics().model("m").unwrap().counters;
+    assert_eq!((counters.completed, counters.rejected_full), (21, 0));
+    scheduler.shutdown();
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, 2.0]]).view()),
+        Err(densebatch::ServeError::ShuttingDown)
+    ));
 }
