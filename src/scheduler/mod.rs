@@ -2,55 +2,9 @@
 //! each model's worker forms batches, runs them on the shared rayon pool, and answers every
 //! caller exactly once.
 //!
-//! - **Isolation.** Each model has its own bounded queue and worker thread. A full queue refuses
-//!   at once ([`SubmitError::QueueFull`] hands the request back); a panic in a model is caught at
-//!   its worker, that batch's requests get [`RequestError::ModelPanicked`], the worker restarts
-//!   with fresh buffers and the model is marked [`ModelState::Degraded`]; other models never see
-//!   it.
-//! - **Batching.** A batch closes when full, when its oldest request has waited `max_wait`, when
-//!   waiting longer would miss a request's deadline given the compute time measured for that
-//!   batch size (at warmup, then refreshed by every batch), or when the model drains.
-//! - **Validation first.** The model's own check ([`crate::Predictor::check_input`]: width, and
-//!   NaN/Inf as the model's policy says) and the row count run on the caller's thread; a bad
-//!   request is refused alone. If a batch fails anyway, it is rerun request by request so only
-//!   the failing ones get the error.
-//! - **Exactly one reply.** A request's reply end answers by itself if it is ever dropped
-//!   unanswered; queues close only when no submitter holds them, and workers exit only when
-//!   their queue is closed and empty, so shutdown, unload and replace lose nothing.
-//! - **Threads.** One knob, [`SchedulerConfig::threads`]; by default one compute thread per CPU
-//!   of the [`ThreadBudget`], sized from the affinity mask and cgroup quota, never the host's
-//!   core count. Kernels run on one shared pool of that size (or on a pool you share,
-//!   [`SchedulerConfig::pool`]).
-//! - **Records.** Every batch yields a [`BatchRecord`] (close reason, waits, compute, scatter,
-//!   scratch and allocated bytes) kept in a ring, folded into HDR histograms, and optionally
-//!   streamed to a channel; [`Scheduler::metrics`] snapshots them (latency quantiles as
-//!   [`Duration`]s) and [`MetricsSnapshot::to_prometheus`] renders them.
-//!
-//! Serving in a few lines: [`Scheduler::predict`] blocks until the reply, and its one error type,
-//! [`ServeError`], covers everything that can go wrong. [`Scheduler::submit`],
-//! [`Scheduler::try_submit`] and [`Scheduler::submit_timeout`] return a [`ReplyHandle`] to wait
-//! on or `.await`.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use densebatch::prelude::*;
-//! use densebatch::{ModelConfig, Scheduler, SchedulerConfig};
-//!
-//! let a = Arc::new(Model::random(&[4, 8, 2], Activation::Relu, Activation::Softmax, 1).compile()?);
-//! let b = Arc::new(Model::random(&[4, 16, 3], Activation::Relu, Activation::Softmax, 2).compile()?);
-//! let scheduler = Scheduler::new(SchedulerConfig::default().threads(2))?;
-//! scheduler.load("a", a.clone(), ModelConfig::default().max_batch_size(8))?;
-//! scheduler.load("b", b.clone(), ModelConfig::default())?;
-//!
-//! let x = ndarray::arr2(&[[0.5, -1.0, 2.0, 0.25]]);
-//! let y = scheduler.predict("a", x.view())?;
-//! assert_eq!(y, a.predict(x.view())?); // the same bits as running the model directly
-//! assert_eq!(scheduler.predict("b", x.view())?.dim(), (1, 3));
-//!
-//! let p99 = scheduler.metrics().model("a").unwrap().request_latency.p99();
-//! assert!(p99 > std::time::Duration::ZERO);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! This module owns the [`Scheduler`] and its [`SchedulerConfig`]; its parts live in the
+//! submodules, each saying what it owns. Imports run one way: registry → worker → instance →
+//! config/metrics/request/state, never back.
 
 mod budget;
 mod config;
@@ -162,7 +116,59 @@ impl SchedulerConfig {
     }
 }
 
-/// The batching scheduler. See the [module documentation](self).
+/// The batching scheduler: many callers send single samples (or a few rows) for several models;
+/// each model's worker forms batches, runs them on the shared rayon pool, and answers every
+/// caller exactly once.
+///
+/// - **Isolation.** Each model has its own bounded queue and worker thread. A full queue refuses
+///   at once ([`SubmitError::QueueFull`] hands the request back); a panic in a model is caught at
+///   its worker, that batch's requests get [`RequestError::ModelPanicked`], the worker restarts
+///   with fresh buffers and the model is marked [`ModelState::Degraded`]; other models never see
+///   it.
+/// - **Batching.** A batch closes when full, when its oldest request has waited `max_wait`, when
+///   waiting longer would miss a request's deadline given the compute time measured for that
+///   batch size (at warmup, then refreshed by every batch), or when the model drains.
+/// - **Validation first.** The model's own check ([`crate::Predictor::check_input`]: width, and
+///   NaN/Inf as the model's policy says) and the row count run on the caller's thread; a bad
+///   request is refused alone. If a batch fails anyway, it is rerun request by request so only
+///   the failing ones get the error.
+/// - **Exactly one reply.** A request's reply end answers by itself if it is ever dropped
+///   unanswered; queues close only when no submitter holds them, and workers exit only when
+///   their queue is closed and empty, so shutdown, unload and replace lose nothing.
+/// - **Threads.** One knob, [`SchedulerConfig::threads`]; by default one compute thread per CPU
+///   of the [`ThreadBudget`], sized from the affinity mask and cgroup quota, never the host's
+///   core count. Kernels run on one shared pool of that size (or on a pool you share,
+///   [`SchedulerConfig::pool`]).
+/// - **Records.** Every batch yields a [`BatchRecord`] (close reason, waits, compute, scatter,
+///   scratch and allocated bytes) kept in a ring, folded into HDR histograms, and optionally
+///   streamed to a channel; [`Scheduler::metrics`] snapshots them (latency quantiles as
+///   [`Duration`]s) and [`MetricsSnapshot::to_prometheus`] renders them.
+///
+/// Serving in a few lines: [`Scheduler::predict`] blocks until the reply, and its one error type,
+/// [`ServeError`], covers everything that can go wrong. [`Scheduler::submit`],
+/// [`Scheduler::try_submit`] and [`Scheduler::submit_timeout`] return a [`ReplyHandle`] to wait
+/// on or `.await`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use densebatch::prelude::*;
+/// use densebatch::{ModelConfig, Scheduler, SchedulerConfig};
+///
+/// let a = Arc::new(Model::random(&[4, 8, 2], Activation::Relu, Activation::Softmax, 1).compile()?);
+/// let b = Arc::new(Model::random(&[4, 16, 3], Activation::Relu, Activation::Softmax, 2).compile()?);
+/// let scheduler = Scheduler::new(SchedulerConfig::default().threads(2))?;
+/// scheduler.load("a", a.clone(), ModelConfig::default().max_batch_size(8))?;
+/// scheduler.load("b", b.clone(), ModelConfig::default())?;
+///
+/// let x = ndarray::arr2(&[[0.5, -1.0, 2.0, 0.25]]);
+/// let y = scheduler.predict("a", x.view())?;
+/// assert_eq!(y, a.predict(x.view())?); // the same bits as running the model directly
+/// assert_eq!(scheduler.predict("b", x.view())?.dim(), (1, 3));
+///
+/// let p99 = scheduler.metrics().model("a").unwrap().request_latency.p99();
+/// assert!(p99 > std::time::Duration::ZERO);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Dropping it shuts it down as [`Scheduler::shutdown`] does.
 #[derive(Debug)]
