@@ -32,6 +32,7 @@ fn new_histogram(max: u64) -> Histogram<u64> {
 /// A frozen copy of a time histogram (request latency, queue wait, compute), read as
 /// [`Duration`]s: `snapshot.model("m").unwrap().request_latency.p99()`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HistogramSnapshot {
     /// Nanoseconds.
     histogram: Histogram<u64>,
@@ -94,6 +95,7 @@ impl HistogramSnapshot {
 /// A frozen copy of a size histogram (rows per batch, bytes allocated per batch), read as
 /// plain numbers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SizeHistogramSnapshot {
     histogram: Histogram<u64>,
 }
