@@ -51,10 +51,10 @@ fn main() -> Result<()> {
     let cpus: Option<usize> = args.get(5).map(|s| s.parse()).transpose().context("CPUS")?;
 
     let model = Model::load(model_dir)?;
-    let compiled: Arc<CompiledModel> = Arc::new(model.compile(&CompileOptions::default())?);
+    let compiled: Arc<CompiledModel> = Arc::new(model.compile()?);
     let mut config = SchedulerConfig::default().inline_small_batches(inline);
     if let Some(cpus) = cpus {
-        config = config.cpus(cpus);
+        config = config.threads(cpus);
     }
     let scheduler = Scheduler::new(config)?;
     println!("{}", scheduler.budget());
@@ -99,8 +99,9 @@ fn main() -> Result<()> {
         .model("open")
         .unwrap()
         .compute
-        .quantile(0.5) as f64
-        / 1e3;
+        .p50()
+        .as_secs_f64()
+        * 1e6;
     println!("compute p50 while saturated: {saturated:.1} µs");
     println!(
         "\ncapacity closed-loop (saturated, full batches): {closed_loop:.0} req/s; full-batch compute at warmup {:.1} µs; \
@@ -145,7 +146,7 @@ fn added_latency(
     max_batch: usize,
 ) -> Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(scheduler.budget().pool_threads)
+        .num_threads(scheduler.budget().pool_threads())
         .build()?;
     let mut workspaces = compiled.new_workspaces(pool.current_num_threads());
     println!(
@@ -291,7 +292,7 @@ fn open_loop(
     let elapsed = finished.duration_since(start).as_secs_f64();
     let snapshot = scheduler.metrics();
     let m = snapshot.model("open").expect("loaded");
-    let closes = CloseReason::ALL.map(|r| m.counters.closes[r.index()].to_string());
+    let closes = CloseReason::ALL.map(|r| m.counters.closes(r).to_string());
     let q = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
     let achieved = latency.len() as f64 / elapsed;
     println!(
@@ -299,10 +300,10 @@ fn open_loop(
         q(0.5),
         q(0.99),
         q(0.999),
-        m.request_latency.quantile(0.99) as f64 / 1e3,
+        m.request_latency.p99().as_secs_f64() * 1e6,
         m.batch_rows.mean(),
-        m.compute.quantile(0.5) as f64 / 1e3,
-        m.compute.quantile(0.99) as f64 / 1e3,
+        m.compute.p50().as_secs_f64() * 1e6,
+        m.compute.p99().as_secs_f64() * 1e6,
         closes.join("/"),
     );
     Ok(achieved)

@@ -45,7 +45,6 @@ mod alloc_count;
 mod error;
 mod kernels;
 mod load;
-mod metrics;
 mod model;
 mod onnx;
 mod plan;
@@ -61,18 +60,18 @@ pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
 pub use error::{Error, Origin, Result};
 pub use kernels::KernelKind;
-pub use metrics::{
-    BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary, MetricsSnapshot,
-    ModelSnapshot,
-};
 pub use model::{LayerSpec, LayerWeights, Model, ModelSpec};
 pub use onnx::{import_onnx, import_onnx_bytes};
 pub use plan::{CompileOptions, CompiledModel, NonFiniteInput, Tuning};
 pub use predictor::{Predictor, Split};
 pub use run::{Session, predict_batch};
+#[doc(hidden)]
+pub use scheduler::CpuLimits;
 pub use scheduler::{
-    BatchPolicy, CpuLimits, ModelConfig, ModelState, ModelStatus, Reply, ReplyFuture, ReplyHandle,
-    Request, RequestError, Scheduler, SchedulerConfig, SchedulerError, SubmitError, ThreadBudget,
+    BatchPolicy, BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary,
+    MetricsSnapshot, ModelConfig, ModelSnapshot, ModelState, ModelStatus, Reply, ReplyFuture,
+    ReplyHandle, Request, RequestError, Scheduler, SchedulerConfig, SchedulerError, ServeError,
+    SizeHistogramSnapshot, SubmitError, ThreadBudget,
 };
 pub use workspace::Workspace;
 

@@ -19,7 +19,7 @@ use scheduler_support::{MARKER, OnMarker, PATIENCE, TestModel, model};
 
 fn scheduler_with_records() -> (Scheduler, crossbeam_channel::Receiver<BatchRecord>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let config = SchedulerConfig::default().cpus(2).record_sink(tx);
+    let config = SchedulerConfig::default().threads(2).record_sink(tx);
     (Scheduler::new(config).unwrap(), rx)
 }
 
@@ -60,8 +60,12 @@ fn batches_close_when_full() {
 #[test]
 fn replies_arrive_whether_the_worker_and_caller_spin_or_sleep() {
     // No spinning, the default, and spins far longer than the gaps between requests.
-    for spin in [Duration::ZERO, ModelConfig::default().idle_spin, PATIENCE] {
-        let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
+    for spin in [
+        Duration::ZERO,
+        ModelConfig::default().get_idle_spin(),
+        PATIENCE,
+    ] {
+        let scheduler = Scheduler::new(SchedulerConfig::default().threads(2)).unwrap();
         let m = model(1, OnMarker::Block);
         let config = ModelConfig::default()
             .max_batch_size(1)
@@ -191,7 +195,7 @@ fn a_near_deadline_closes_the_batch_early_and_is_met() {
 
 #[test]
 fn full_queue_hands_the_request_back() {
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(2)).unwrap();
     let m = model(2, OnMarker::Block);
     let config = ModelConfig::default().max_batch_size(1).queue_capacity(2);
     scheduler.load("m", m.clone(), config).unwrap();
@@ -230,7 +234,7 @@ fn full_queue_hands_the_request_back() {
 
 #[test]
 fn dropping_the_handle_cancels_before_compute() {
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(2)).unwrap();
     let m = Arc::new(TestModel::new(1, OnMarker::Block).tracking());
     let config = ModelConfig::default().max_batch_size(4);
     scheduler.load("m", m.clone(), config).unwrap();
@@ -253,7 +257,7 @@ fn dropping_the_handle_cancels_before_compute() {
 fn shutdown_drains_every_request_exactly_once_under_racing_submits() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 10_000;
-    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap());
+    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().threads(2)).unwrap());
     let m = model(1, OnMarker::Nothing);
     let config = ModelConfig::default()
         .max_batch_size(64)
@@ -321,7 +325,7 @@ fn shutdown_drains_every_request_exactly_once_under_racing_submits() {
 
 #[test]
 fn a_panicking_model_does_not_disturb_another() {
-    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap());
+    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().threads(2)).unwrap());
     let config = ModelConfig::default()
         .max_batch_size(8)
         .max_wait(Duration::from_micros(100));
@@ -353,10 +357,16 @@ fn a_panicking_model_does_not_disturb_another() {
     let snapshot = scheduler.metrics();
     let bad = snapshot.model("bad").unwrap();
     assert_eq!(bad.state, ModelState::Degraded);
-    assert_eq!((bad.counters.panics, bad.counters.panicked), (3, 3));
+    assert_eq!(
+        (bad.counters.worker_restarts, bad.counters.panicked),
+        (3, 3)
+    );
     let good = snapshot.model("good").unwrap();
     assert_eq!(good.state, ModelState::Ready);
-    assert_eq!((good.counters.completed, good.counters.panics), (2000, 0));
+    assert_eq!(
+        (good.counters.completed, good.counters.worker_restarts),
+        (2000, 0)
+    );
 }
 
 #[test]
@@ -433,12 +443,12 @@ fn outputs_are_bit_identical_with_small_batches_inline() {
 
 fn bit_identical(inline: bool) {
     let model = Model::random(&[24, 64, 32, 10], Activation::Relu, Activation::Softmax, 9);
-    let compiled = Arc::new(model.compile(&CompileOptions::default()).unwrap());
+    let compiled = Arc::new(model.compile().unwrap());
     let config = SchedulerConfig::default()
-        .cpus(2)
+        .threads(2)
         .inline_small_batches(inline);
     let scheduler = Scheduler::new(config).unwrap();
-    assert_eq!(scheduler.budget().inline_small_batches, inline);
+    assert_eq!(scheduler.budget().inline_small_batches(), inline);
     let config = ModelConfig::default()
         .max_batch_size(16)
         .max_wait(Duration::from_micros(300));
@@ -479,7 +489,7 @@ fn bit_identical(inline: bool) {
 fn replace_under_load_loses_nothing() {
     const THREADS: usize = 4;
     const PER_THREAD: usize = 3000;
-    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap());
+    let scheduler = Arc::new(Scheduler::new(SchedulerConfig::default().threads(2)).unwrap());
     let config = ModelConfig::default()
         .max_batch_size(32)
         .max_wait(Duration::from_micros(200));
@@ -552,7 +562,7 @@ fn replace_under_load_loses_nothing() {
 
 #[test]
 fn registry_loads_lists_and_unloads() {
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(1)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
     let config = ModelConfig::default().max_batch_size(2);
     scheduler
         .load("a", model(1, OnMarker::Nothing), config)
@@ -570,7 +580,10 @@ fn registry_loads_lists_and_unloads() {
     ));
     assert!(matches!(
         scheduler.load("c", model(1, OnMarker::Nothing), config.max_batch_size(0)),
-        Err(densebatch::SchedulerError::InvalidConfig(_))
+        Err(densebatch::SchedulerError::InvalidConfig {
+            field: "max_batch_size",
+            ..
+        })
     ));
     let names: Vec<_> = scheduler
         .models()
@@ -634,7 +647,7 @@ fn a_model_failing_warmup_is_not_loaded() {
             })
         }
     }
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(1)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
     let err = scheduler
         .load("x", Arc::new(Broken), ModelConfig::default())
         .unwrap_err();
@@ -666,7 +679,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 
 #[test]
 fn replies_can_be_awaited_and_waited_with_a_timeout() {
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(1)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
     let m = model(1, OnMarker::Block);
     scheduler
         .load("m", m.clone(), ModelConfig::default().max_batch_size(1))
@@ -695,8 +708,8 @@ fn metrics_snapshot_and_prometheus_text() {
         .record_ring(4)
         .record_sink(tx);
     let scheduler = Scheduler::new(config).unwrap();
-    assert_eq!(scheduler.budget().cpus, 2);
-    assert_eq!(scheduler.budget().pool_threads, 2);
+    assert_eq!(scheduler.budget().cpus(), 2);
+    assert_eq!(scheduler.budget().pool_threads(), 2);
     let config = ModelConfig::default()
         .max_batch_size(2)
         .max_wait(Duration::from_secs(60));
@@ -713,13 +726,13 @@ fn metrics_snapshot_and_prometheus_text() {
     let snapshot = scheduler.metrics();
     let m = snapshot.model("m\"x").unwrap();
     assert_eq!(m.counters.batches, 10);
-    assert_eq!(m.counters.closes[CloseReason::Full.index()], 10);
+    assert_eq!(m.counters.closes(CloseReason::Full), 10);
     assert_eq!(m.request_latency.count(), 20);
     assert_eq!(m.batch_rows.quantile(0.5), 2);
     let recent: Vec<u64> = m.recent.iter().map(|r| r.sequence).collect();
     assert_eq!(recent, [6, 7, 8, 9]);
     assert_eq!(m.recent.last(), streamed.last());
-    let latency = m.request_latency.latency_summary();
+    let latency = m.request_latency.summary();
     assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.p999);
     let text = snapshot.to_prometheus();
     let expect = [
@@ -738,4 +751,105 @@ fn metrics_snapshot_and_prometheus_text() {
             "missing `{line}` in\n{text}"
         );
     }
+    assert_well_formed_prometheus(&text);
+}
+
+/// Every line is a `# HELP`/`# TYPE` comment or `name{labels} value` / `name value` with a
+/// numeric value, and every sample's metric family has a `# TYPE`.
+fn assert_well_formed_prometheus(text: &str) {
+    let mut typed = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_string(), kind).is_none(), "{line}");
+        }
+    }
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment `{line}`");
+        let (series, value) = line.rsplit_once(' ').expect("name value");
+        assert!(value.parse::<f64>().is_ok(), "value of `{line}`");
+        let name = match series.split_once('{') {
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("closing brace");
+                assert!(labels.contains("=\""), "labels of `{line}`");
+                name
+            }
+            None => series,
+        };
+        assert!(valid_name(name), "name of `{line}`");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| typed.get(*f) == Some(&"histogram"))
+            })
+            .unwrap_or(name);
+        assert!(typed.contains_key(family), "no # TYPE for `{line}`");
+    }
+    for name in [
+        "densebatch_worker_restarts_total",
+        "densebatch_batch_records_dropped_total",
+        "densebatch_batch_alloc_bytes",
+    ] {
+        assert!(typed.contains_key(name), "{name} missing");
+    }
+}
+
+#[test]
+fn predict_serves_and_reports_every_failure_as_a_serve_error() {
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
+    let config = ModelConfig::default().max_batch_size(2).queue_capacity(1);
+    scheduler
+        .load("m", model(2, OnMarker::Panic), config)
+        .unwrap();
+    let y = scheduler
+        .predict("m", ndarray::arr2(&[[1.0, 2.0]]).view())
+        .unwrap();
+    assert_eq!(y, ndarray::arr2(&[[1.0, 2.0]]));
+    let x = |rows: &[[f32; 2]]| Array2::from_shape_fn((rows.len(), 2), |(i, j)| rows[i][j]);
+    assert!(matches!(
+        scheduler.predict("zzz", x(&[[1.0, 2.0]]).view()),
+        Err(densebatch::ServeError::UnknownModel(name)) if name == "zzz"
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, f32::INFINITY]]).view()),
+        Err(densebatch::ServeError::Invalid(
+            Error::NonFiniteInput { .. }
+        ))
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, 2.0]; 3]).view()),
+        Err(densebatch::ServeError::RowCount {
+            rows: 3,
+            max_batch_size: 2
+        })
+    ));
+    assert!(matches!(
+        scheduler.predict("m", x(&[[MARKER, 2.0]]).view()),
+        Err(densebatch::ServeError::ModelPanicked)
+    ));
+    // `submit` waits for room: more requests than the queue holds all get in and answered.
+    let handles: Vec<_> = (0..20)
+        .map(|i| scheduler.submit("m", row(&[i as f32, 0.0])).unwrap())
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.wait().unwrap()[[0, 0]], i as f32);
+    }
+    let counters = scheduler.metrics().model("m").unwrap().counters;
+    assert_eq!((counters.completed, counters.rejected_full), (21, 0));
+    scheduler.shutdown();
+    assert!(matches!(
+        scheduler.predict("m", x(&[[1.0, 2.0]]).view()),
+        Err(densebatch::ServeError::ShuttingDown)
+    ));
 }

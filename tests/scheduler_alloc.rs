@@ -15,10 +15,10 @@ fn steady_state_batches_allocate_only_reply_payloads() {
     const BATCH: usize = 8;
     const ROUNDS: usize = 200;
     let model = Model::random(&[16, 64, 10], Activation::Relu, Activation::Identity, 3);
-    let compiled = Arc::new(model.compile(&CompileOptions::default()).unwrap());
+    let compiled = Arc::new(model.compile().unwrap());
     // Bounded sink: an unbounded channel would allocate on the worker thread as it grows.
     let (tx, records) = crossbeam_channel::bounded(ROUNDS + 8);
-    let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2).record_sink(tx)).unwrap();
+    let scheduler = Scheduler::new(SchedulerConfig::default().threads(2).record_sink(tx)).unwrap();
     let config = ModelConfig::default()
         .max_batch_size(BATCH)
         .max_wait(Duration::from_secs(60));

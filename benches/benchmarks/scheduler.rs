@@ -13,7 +13,7 @@ use ndarray::Array2;
 
 fn round_trip(c: &mut Criterion) {
     let model = Model::random(&[16, 32, 4], Activation::Relu, Activation::Identity, 5);
-    let compiled = Arc::new(model.compile(&CompileOptions::default()).unwrap());
+    let compiled = Arc::new(model.compile().unwrap());
     let x = Array2::from_shape_fn((1, 16), |(_, j)| j as f32 * 0.1);
     let mut group = c.benchmark_group("scheduler_one_row");
     group.measurement_time(Duration::from_secs(3));
@@ -33,7 +33,7 @@ fn round_trip(c: &mut Criterion) {
     for inline in [false, true] {
         let scheduler = Scheduler::new(
             SchedulerConfig::default()
-                .cpus(2)
+                .threads(2)
                 .inline_small_batches(inline),
         )
         .unwrap();

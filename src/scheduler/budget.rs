@@ -1,4 +1,5 @@
-//! One thread budget per process, from the CPUs this process may actually use.
+//! [`ThreadBudget`]: one thread budget per scheduler, from the CPUs this process may actually
+//! use ([`CpuLimits`]).
 //!
 //! The budget is the smaller of the CPU affinity mask and the cgroup CPU quota (v2 `cpu.max`,
 //! v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`, taking the tightest limit on the cgroup's path),
@@ -8,7 +9,9 @@
 use std::fmt;
 use std::path::Path;
 
-/// What limits the CPUs this process can use.
+/// What limits the CPUs this process can use. Not part of the stable API: tests set it through
+/// `SchedulerConfig::cpu_limits` to pin the budget.
+#[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct CpuLimits {
     /// CPUs in the affinity mask (`Cpus_allowed_list` of `/proc/self/status`).
@@ -54,39 +57,70 @@ impl CpuLimits {
 /// pool; each model's worker thread gathers requests, copies rows, answers callers, and blocks
 /// while its batch runs on the pool.
 ///
-/// With `inline_small_batches` (the scheduler's default), a worker runs a batch too small to
-/// fork (one task) itself, saving two thread hand-offs per batch; then up to `pool_threads` + one
-/// per busy model compute at once, and the report says so. Without it, at most `pool_threads`
-/// threads compute at once.
+/// The pool has [`ThreadBudget::pool_threads`] threads: the `threads` the scheduler was
+/// configured with, else the CPUs this process may use ([`ThreadBudget::cpus`], the smaller of
+/// the affinity mask and the cgroup quota). With `inline_small_batches` (the scheduler's
+/// default), a worker runs a batch too small to fork (one task) itself, saving two thread
+/// hand-offs per batch; then up to `pool_threads` + one per busy model compute at once, and the
+/// report says so. Without it, at most `pool_threads` threads compute at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ThreadBudget {
-    /// The limits found (or given).
-    pub limits: CpuLimits,
-    /// CPUs the budget is sized for.
-    pub cpus: usize,
-    /// Whether `cpus` was set by configuration rather than discovered.
-    pub overridden: bool,
-    /// Threads of the shared rayon pool that runs every model's batches.
-    pub pool_threads: usize,
-    /// Coordinating threads per loaded model.
-    pub workers_per_model: usize,
-    /// Whether workers run one-task batches themselves instead of handing them to the pool.
-    pub inline_small_batches: bool,
+    limits: CpuLimits,
+    cpus: usize,
+    overridden: bool,
+    pub(crate) pool_threads: usize,
+    workers_per_model: usize,
+    pub(crate) inline_small_batches: bool,
 }
 
 impl ThreadBudget {
-    /// The budget for `limits`, with optional overrides of the CPU count and pool size.
-    pub fn new(limits: CpuLimits, cpus: Option<usize>, pool_threads: Option<usize>) -> Self {
-        let overridden = cpus.is_some();
-        let cpus = cpus.unwrap_or_else(|| limits.cpus()).max(1);
+    /// The budget for `limits`: a pool of `threads` threads, or one per CPU.
+    pub(crate) fn new(limits: CpuLimits, threads: Option<usize>) -> Self {
+        let cpus = limits.cpus();
         ThreadBudget {
             limits,
             cpus,
-            overridden,
-            pool_threads: pool_threads.unwrap_or(cpus).max(1),
+            overridden: threads.is_some(),
+            pool_threads: threads.unwrap_or(cpus).max(1),
             workers_per_model: 1,
             inline_small_batches: false,
         }
+    }
+
+    /// CPUs this process may use: min(affinity, ⌈cgroup quota⌉), at least 1.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// CPUs in the affinity mask, if known.
+    pub fn affinity(&self) -> Option<usize> {
+        self.limits.affinity
+    }
+
+    /// CPUs' worth of time the cgroup quota allows, `None` if unlimited or unknown.
+    pub fn quota(&self) -> Option<f64> {
+        self.limits.quota
+    }
+
+    /// Threads of the shared compute pool that runs every model's batches.
+    pub fn pool_threads(&self) -> usize {
+        self.pool_threads
+    }
+
+    /// Whether the pool's size was configured (`threads` or `pool`) rather than discovered.
+    pub fn configured(&self) -> bool {
+        self.overridden
+    }
+
+    /// Coordinating threads per loaded model.
+    pub fn workers_per_model(&self) -> usize {
+        self.workers_per_model
+    }
+
+    /// Whether workers run one-task batches themselves instead of handing them to the pool.
+    pub fn inline_small_batches(&self) -> bool {
+        self.inline_small_batches
     }
 }
 
@@ -95,19 +129,19 @@ impl fmt::Display for ThreadBudget {
         let opt = |v: Option<usize>| v.map_or("unknown".to_string(), |v| v.to_string());
         write!(
             f,
-            "thread budget: {} cpus ({}; affinity {}, cgroup quota {}), compute pool {} threads, \
+            "thread budget: {} cpus (affinity {}, cgroup quota {}), compute pool {} threads ({}), \
              {} worker per model {}",
             self.cpus,
-            if self.overridden {
-                "set by config"
-            } else {
-                "discovered"
-            },
             opt(self.limits.affinity),
             self.limits
                 .quota
                 .map_or("none".to_string(), |q| format!("{q:.2} cpus")),
             self.pool_threads,
+            if self.overridden {
+                "set by config"
+            } else {
+                "one per cpu"
+            },
             self.workers_per_model,
             if self.inline_small_batches {
                 "(runs one-task batches itself: up to pool + one per busy model compute at once)"
@@ -316,9 +350,9 @@ mod tests {
         assert_eq!(limits(Some(4), None).cpus(), 4);
         assert_eq!(limits(None, Some(0.2)).cpus(), 1);
         assert_eq!(limits(None, None).cpus(), 64);
-        let b = ThreadBudget::new(limits(Some(8), Some(3.0)), None, None);
+        let b = ThreadBudget::new(limits(Some(8), Some(3.0)), None);
         assert_eq!((b.cpus, b.pool_threads, b.overridden), (3, 3, false));
-        let b = ThreadBudget::new(limits(Some(8), None), Some(4), Some(2));
+        let b = ThreadBudget::new(limits(Some(4), None), Some(2));
         assert_eq!((b.cpus, b.pool_threads, b.overridden), (4, 2, true));
         assert!(b.to_string().contains("compute pool 2 threads"));
     }

@@ -2,110 +2,54 @@
 //! each model's worker forms batches, runs them on the shared rayon pool, and answers every
 //! caller exactly once.
 //!
-//! - **Isolation.** Each model has its own bounded queue and worker thread. A full queue refuses
-//!   at once ([`SubmitError::QueueFull`] hands the request back); a panic in a model is caught at
-//!   its worker, that batch's requests get [`RequestError::ModelPanicked`], the worker restarts
-//!   with fresh buffers and the model is marked [`ModelState::Degraded`]; other models never see
-//!   it.
-//! - **Batching.** A batch closes when full, when its oldest request has waited `max_wait`, when
-//!   waiting longer would miss a request's deadline given the compute time measured for that
-//!   batch size (at warmup, then refreshed by every batch), or when the model drains.
-//! - **Validation first.** Width, row count and NaN/Inf are checked on the caller's thread; a bad
-//!   request is refused alone. If a batch fails anyway, it is rerun request by request so only
-//!   the failing ones get the error.
-//! - **Exactly one reply.** A request's reply end answers by itself if it is ever dropped
-//!   unanswered; queues close only when no submitter holds them, and workers exit only when
-//!   their queue is closed and empty, so shutdown, unload and replace lose nothing.
-//! - **Threads.** One [`ThreadBudget`] per scheduler, sized from the affinity mask and cgroup
-//!   quota, never the host's core count. Kernels run on one shared pool of that size.
-//! - **Records.** Every batch yields a [`crate::BatchRecord`] (close reason, waits, compute,
-//!   scatter, scratch and allocated bytes) kept in a ring, folded into HDR histograms, and
-//!   optionally streamed to a channel; [`Scheduler::metrics`] snapshots them and
-//!   [`crate::MetricsSnapshot::to_prometheus`] renders them.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use densebatch::prelude::*;
-//! use densebatch::{ModelConfig, Request, Scheduler, SchedulerConfig};
-//!
-//! let model = Model::random(&[4, 8, 2], Activation::Relu, Activation::Identity, 7);
-//! let compiled = Arc::new(model.compile(&CompileOptions::default())?);
-//! let scheduler = Scheduler::new(SchedulerConfig::default().cpus(2)).unwrap();
-//! let config = ModelConfig::default().max_batch_size(8).max_wait(Duration::from_micros(200));
-//! scheduler.load("m", compiled.clone(), config).unwrap();
-//!
-//! let reply = scheduler.try_submit("m", Request::one(vec![0.5, -1.0, 2.0, 0.25])).unwrap();
-//! let y = reply.wait().unwrap();
-//! // The same bits as running the model directly.
-//! let direct = compiled.predict(ndarray::arr2(&[[0.5, -1.0, 2.0, 0.25]]).view())?;
-//! assert_eq!(y, direct);
-//! scheduler.shutdown();
-//! # Ok::<(), densebatch::Error>(())
-//! ```
+//! This module owns the [`Scheduler`] and its [`SchedulerConfig`]; its parts live in the
+//! submodules, each saying what it owns. Imports run one way: registry → worker → instance →
+//! config/metrics/request/state, never back.
 
 mod budget;
+mod config;
+mod error;
+mod instance;
+mod metrics;
 mod policy;
 mod registry;
 mod request;
 mod spin;
+mod state;
 mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+use ndarray::{Array2, ArrayView2};
 use rayon::ThreadPool;
 
-pub use budget::{CpuLimits, ThreadBudget};
-pub use policy::BatchPolicy;
-pub use registry::{ModelConfig, ModelState, ModelStatus};
+#[doc(hidden)]
+pub use budget::CpuLimits;
+pub use budget::ThreadBudget;
+pub use config::{BatchPolicy, ModelConfig};
+pub use error::{SchedulerError, ServeError};
+pub use instance::ModelStatus;
+pub use metrics::{
+    BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary, MetricsSnapshot,
+    ModelSnapshot, SizeHistogramSnapshot,
+};
 pub use request::{Reply, ReplyFuture, ReplyHandle, Request, RequestError, SubmitError};
+pub use state::ModelState;
 
 use crate::Predictor;
-use crate::metrics::{BatchRecord, MetricsSnapshot, ModelHistograms, ModelSnapshot, bump};
-use registry::{ModelHandle, Registry, Unavailable};
+use instance::ModelHandle;
+use metrics::{ModelHistograms, bump};
+use registry::{Registry, Unavailable};
 use request::{Pending, Responder};
 use worker::WorkerContext;
 
-/// Why a scheduler or model operation failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SchedulerError {
-    /// No model of that name is loaded.
-    #[error("no model named `{0}`")]
-    UnknownModel(String),
-    /// A model of that name is already loaded (use `replace`).
-    #[error("a model named `{0}` is already loaded")]
-    AlreadyLoaded(String),
-    /// The scheduler is shutting down.
-    #[error("scheduler is shutting down")]
-    ShuttingDown,
-    /// A configuration value is out of range.
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
-    /// The model failed during warmup and was not loaded.
-    #[error("model `{model}` failed warmup: {source}")]
-    Warmup {
-        /// The model's name.
-        model: String,
-        /// The model's error.
-        source: Box<crate::Error>,
-    },
-    /// The model panicked during warmup and was not loaded.
-    #[error("model `{0}` panicked during warmup")]
-    WarmupPanicked(String),
-    /// A thread could not be started.
-    #[error("cannot start a thread: {0}")]
-    Spawn(#[source] std::io::Error),
-}
-
-/// Scheduler-wide settings: the thread budget and where batch records go.
+/// Scheduler-wide settings: the compute threads and where batch records go.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     limits: Option<CpuLimits>,
-    cpus: Option<usize>,
-    pool_threads: Option<usize>,
+    threads: Option<usize>,
     pool: Option<Arc<ThreadPool>>,
     record_ring: usize,
     record_sink: Option<Sender<BatchRecord>>,
@@ -116,8 +60,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             limits: None,
-            cpus: None,
-            pool_threads: None,
+            threads: None,
             pool: None,
             record_ring: 1024,
             record_sink: None,
@@ -129,27 +72,25 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// Uses these CPU limits instead of reading them from the system ([`CpuLimits::discover`]).
-    pub fn cpu_limits(mut self, limits: CpuLimits) -> Self {
-        self.limits = Some(limits);
+    /// Sets the number of compute threads: the size of the pool every model's batches run on.
+    /// Default: one per CPU this process may use (the smaller of its affinity mask and its
+    /// cgroup quota, never the host's core count; see [`ThreadBudget`]).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads);
         self
     }
 
-    /// Sizes the budget for `cpus` CPUs whatever the system says.
-    pub fn cpus(mut self, cpus: usize) -> Self {
-        self.cpus = Some(cpus);
-        self
-    }
-
-    /// Sets the compute pool's size (default: the budget's CPU count).
-    pub fn pool_threads(mut self, threads: usize) -> Self {
-        self.pool_threads = Some(threads);
-        self
-    }
-
-    /// Runs batches on this pool instead of building one (its size becomes the pool budget).
+    /// Runs batches on this pool, shared with the rest of the program, instead of building one;
+    /// its size becomes the compute threads (overriding [`SchedulerConfig::threads`]).
     pub fn pool(mut self, pool: Arc<ThreadPool>) -> Self {
         self.pool = Some(pool);
+        self
+    }
+
+    /// Uses these CPU limits instead of reading them from the system: for tests.
+    #[doc(hidden)]
+    pub fn cpu_limits(mut self, limits: CpuLimits) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -175,7 +116,59 @@ impl SchedulerConfig {
     }
 }
 
-/// The batching scheduler. See the [module documentation](self).
+/// The batching scheduler: many callers send single samples (or a few rows) for several models;
+/// each model's worker forms batches, runs them on the shared rayon pool, and answers every
+/// caller exactly once.
+///
+/// - **Isolation.** Each model has its own bounded queue and worker thread. A full queue refuses
+///   at once ([`SubmitError::QueueFull`] hands the request back); a panic in a model is caught at
+///   its worker, that batch's requests get [`RequestError::ModelPanicked`], the worker restarts
+///   with fresh buffers and the model is marked [`ModelState::Degraded`]; other models never see
+///   it.
+/// - **Batching.** A batch closes when full, when its oldest request has waited `max_wait`, when
+///   waiting longer would miss a request's deadline given the compute time measured for that
+///   batch size (at warmup, then refreshed by every batch), or when the model drains.
+/// - **Validation first.** The model's own check ([`crate::Predictor::check_input`]: width, and
+///   NaN/Inf as the model's policy says) and the row count run on the caller's thread; a bad
+///   request is refused alone. If a batch fails anyway, it is rerun request by request so only
+///   the failing ones get the error.
+/// - **Exactly one reply.** A request's reply end answers by itself if it is ever dropped
+///   unanswered; queues close only when no submitter holds them, and workers exit only when
+///   their queue is closed and empty, so shutdown, unload and replace lose nothing.
+/// - **Threads.** One knob, [`SchedulerConfig::threads`]; by default one compute thread per CPU
+///   of the [`ThreadBudget`], sized from the affinity mask and cgroup quota, never the host's
+///   core count. Kernels run on one shared pool of that size (or on a pool you share,
+///   [`SchedulerConfig::pool`]).
+/// - **Records.** Every batch yields a [`BatchRecord`] (close reason, waits, compute, scatter,
+///   scratch and allocated bytes) kept in a ring, folded into HDR histograms, and optionally
+///   streamed to a channel; [`Scheduler::metrics`] snapshots them (latency quantiles as
+///   [`Duration`]s) and [`MetricsSnapshot::to_prometheus`] renders them.
+///
+/// Serving in a few lines: [`Scheduler::predict`] blocks until the reply, and its one error type,
+/// [`ServeError`], covers everything that can go wrong. [`Scheduler::submit`],
+/// [`Scheduler::try_submit`] and [`Scheduler::submit_timeout`] return a [`ReplyHandle`] to wait
+/// on or `.await`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use densebatch::prelude::*;
+/// use densebatch::{ModelConfig, Scheduler, SchedulerConfig};
+///
+/// let a = Arc::new(Model::random(&[4, 8, 2], Activation::Relu, Activation::Softmax, 1).compile()?);
+/// let b = Arc::new(Model::random(&[4, 16, 3], Activation::Relu, Activation::Softmax, 2).compile()?);
+/// let scheduler = Scheduler::new(SchedulerConfig::default().threads(2))?;
+/// scheduler.load("a", a.clone(), ModelConfig::default().max_batch_size(8))?;
+/// scheduler.load("b", b.clone(), ModelConfig::default())?;
+///
+/// let x = ndarray::arr2(&[[0.5, -1.0, 2.0, 0.25]]);
+/// let y = scheduler.predict("a", x.view())?;
+/// assert_eq!(y, a.predict(x.view())?); // the same bits as running the model directly
+/// assert_eq!(scheduler.predict("b", x.view())?.dim(), (1, 3));
+///
+/// let p99 = scheduler.metrics().model("a").unwrap().request_latency.p99();
+/// assert!(p99 > std::time::Duration::ZERO);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 ///
 /// Dropping it shuts it down as [`Scheduler::shutdown`] does.
 #[derive(Debug)]
@@ -185,25 +178,34 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Sizes the thread budget (discovering CPU limits unless configured) and builds the pool.
+    /// Sizes the thread budget (discovering CPU limits) and builds the pool, unless given one.
     ///
     /// # Errors
-    /// [`SchedulerError::Spawn`] if the pool's threads cannot start.
+    /// [`SchedulerError::InvalidConfig`] for zero threads, [`SchedulerError::Pool`] if the
+    /// pool cannot be built.
     pub fn new(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        if config.threads == Some(0) {
+            return Err(SchedulerError::InvalidConfig {
+                field: "threads",
+                reason: "must be at least 1",
+            });
+        }
         let limits = config.limits.unwrap_or_else(CpuLimits::discover);
-        let mut budget = ThreadBudget::new(limits, config.cpus, config.pool_threads);
+        let threads = config
+            .pool
+            .as_ref()
+            .map(|p| p.current_num_threads())
+            .or(config.threads);
+        let mut budget = ThreadBudget::new(limits, threads);
         budget.inline_small_batches = config.inline_small_batches;
         let pool = match config.pool {
-            Some(pool) => {
-                budget.pool_threads = pool.current_num_threads();
-                pool
-            }
+            Some(pool) => pool,
             None => Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(budget.pool_threads)
                     .thread_name(|i| format!("densebatch-pool-{i}"))
                     .build()
-                    .map_err(|e| SchedulerError::Spawn(std::io::Error::other(e)))?,
+                    .map_err(SchedulerError::Pool)?,
             ),
         };
         let context = WorkerContext {
@@ -266,7 +268,7 @@ impl Scheduler {
         self.registry
             .instances()
             .into_iter()
-            .map(|(shared, depth)| Registry::status(&shared, depth))
+            .map(|(shared, depth)| shared.status(depth))
             .collect()
     }
 
@@ -276,7 +278,28 @@ impl Scheduler {
     /// [`SubmitError::QueueFull`] when the model's queue is full, and the other
     /// [`SubmitError`]s; each hands the request back.
     pub fn try_submit(&self, model: &str, request: Request) -> Result<ReplyHandle, SubmitError> {
-        self.submit_with(model, request, None)
+        self.submit_with(model, request, Wait::No)
+    }
+
+    /// Runs `x` (`[rows, input_width]`, 1 to `max_batch_size` rows) through the model `model`
+    /// and waits for its output: copies `x` into a [`Request`], submits it (waiting for room
+    /// while the queue is full) and waits for the reply. The output is bit-identical to running
+    /// the model on `x` directly, whatever batch it joined.
+    ///
+    /// # Errors
+    /// Every [`ServeError`]: the model is unknown, the request invalid, the scheduler shutting
+    /// down, or the model failed or panicked on it.
+    pub fn predict(&self, model: &str, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, ServeError> {
+        let reply = self.submit(model, Request::new(x.to_owned()))?;
+        Ok(reply.wait()?)
+    }
+
+    /// Submits, waiting for room while the model's queue is full.
+    ///
+    /// # Errors
+    /// The [`SubmitError`]s other than `QueueFull` and `Timeout`; each hands the request back.
+    pub fn submit(&self, model: &str, request: Request) -> Result<ReplyHandle, SubmitError> {
+        self.submit_with(model, request, Wait::Forever)
     }
 
     /// Submits, waiting up to `timeout` for room in a full queue.
@@ -290,14 +313,14 @@ impl Scheduler {
         request: Request,
         timeout: Duration,
     ) -> Result<ReplyHandle, SubmitError> {
-        self.submit_with(model, request, Some(timeout))
+        self.submit_with(model, request, Wait::Up(timeout))
     }
 
     fn submit_with(
         &self,
         model: &str,
         request: Request,
-        timeout: Option<Duration>,
+        wait: Wait,
     ) -> Result<ReplyHandle, SubmitError> {
         let handle = match self.registry.handle(model) {
             Ok(h) => h,
@@ -319,8 +342,8 @@ impl Scheduler {
             responder,
         };
         let counters = &handle.shared.counters;
-        let refused = match timeout {
-            None => match handle.queue.try_send(pending) {
+        let refused = match wait {
+            Wait::No => match handle.queue.try_send(pending) {
                 Ok(()) => None,
                 Err(TrySendError::Full(p)) => {
                     bump(&counters.rejected_full, 1);
@@ -328,7 +351,11 @@ impl Scheduler {
                 }
                 Err(TrySendError::Disconnected(p)) => Some((p, SubmitError::ShuttingDown as _)),
             },
-            Some(t) => match handle.queue.send_timeout(pending, t) {
+            Wait::Forever => match handle.queue.send(pending) {
+                Ok(()) => None,
+                Err(e) => Some((e.into_inner(), SubmitError::ShuttingDown as _)),
+            },
+            Wait::Up(t) => match handle.queue.send_timeout(pending, t) {
                 Ok(()) => None,
                 Err(SendTimeoutError::Timeout(p)) => {
                     bump(&counters.rejected_timeout, 1);
@@ -368,11 +395,11 @@ impl Scheduler {
                     queue_capacity: shared.config.queue_capacity,
                     max_batch_size: shared.config.batch.max_batch_size,
                     counters: shared.counters.read(),
-                    request_latency: ModelHistograms::snapshot(&h.request_latency),
-                    queue_wait: ModelHistograms::snapshot(&h.queue_wait),
-                    compute: ModelHistograms::snapshot(&h.compute),
-                    batch_rows: ModelHistograms::snapshot(&h.batch_rows),
-                    batch_alloc_bytes: ModelHistograms::snapshot(&h.batch_alloc_bytes),
+                    request_latency: ModelHistograms::time(&h.request_latency),
+                    queue_wait: ModelHistograms::time(&h.queue_wait),
+                    compute: ModelHistograms::time(&h.compute),
+                    batch_rows: ModelHistograms::size(&h.batch_rows),
+                    batch_alloc_bytes: ModelHistograms::size(&h.batch_alloc_bytes),
                     recent: h.recent(),
                     warmup: shared
                         .warmup
@@ -402,45 +429,32 @@ impl Drop for Scheduler {
     }
 }
 
+/// How long a submit waits for room in a full queue.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    No,
+    Up(Duration),
+    Forever,
+}
+
 /// Checks a request against the model before it can join a batch, so a bad one is refused
-/// alone and never reaches (or poisons) a batch.
+/// alone and never reaches (or poisons) a batch: the model's own check (width, and NaN/Inf as
+/// its policy says, with its vectorised scan), then the row count.
 fn validate(handle: &ModelHandle, request: Request) -> Result<Request, SubmitError> {
-    let input = request.input();
-    let expected = handle.predictor.input_width();
-    let invalid = |error, request| {
-        Err(SubmitError::Invalid {
+    if let Err(error) = handle.predictor.check_input(request.input().view()) {
+        return Err(SubmitError::Invalid {
             error: Box::new(error),
-            request,
-        })
-    };
-    if input.ncols() != expected {
-        let error = crate::Error::InputWidth {
-            expected,
-            got: input.ncols(),
-        };
-        return invalid(error, request);
-    }
-    let max_batch_size = handle.shared.config.batch.max_batch_size;
-    if input.nrows() == 0 || input.nrows() > max_batch_size {
-        return Err(SubmitError::RowCount {
-            rows: input.nrows(),
-            max_batch_size,
             request,
         });
     }
-    if handle.shared.config.reject_non_finite
-        && let Some((i, value)) = request
-            .as_slice()
-            .iter()
-            .enumerate()
-            .find(|(_, v)| !v.is_finite())
-    {
-        let error = crate::Error::NonFiniteInput {
-            row: i / expected,
-            col: i % expected,
-            value: *value,
-        };
-        return invalid(error, request);
+    let rows = request.rows();
+    let max_batch_size = handle.shared.config.batch.max_batch_size;
+    if rows == 0 || rows > max_batch_size {
+        return Err(SubmitError::RowCount {
+            rows,
+            max_batch_size,
+            request,
+        });
     }
     Ok(request)
 }

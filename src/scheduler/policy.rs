@@ -1,50 +1,28 @@
-//! When a batch closes: pure data and a pure decision, so the rules are unit-tested alone.
+//! When a batch closes ([`BatchPolicy`]'s decision over an [`OpenBatch`]), the compute-time
+//! profile the decision uses, and the batch sizes warmup runs: pure data and pure functions, so
+//! the rules are unit-tested alone.
 
 use std::time::{Duration, Instant};
 
-use crate::metrics::CloseReason;
-
-/// Per-model batching knobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchPolicy {
-    /// Most rows a batch may hold.
-    pub max_batch_size: usize,
-    /// Longest the oldest request of a batch waits for company before the batch runs anyway.
-    pub max_wait: Duration,
-    /// Time kept in hand before a deadline on top of the expected compute time: the worker's
-    /// wake-up from a timed wait and the scatter are not free.
-    pub deadline_reserve: Duration,
-}
-
-impl Default for BatchPolicy {
-    /// 32 rows, 1 ms: long enough to gather a batch under load (a dense model's full batch takes
-    /// tens to hundreds of microseconds), short next to a network round trip. A zero default, as
-    /// some servers ship, silently disables batching.
-    fn default() -> Self {
-        BatchPolicy {
-            max_batch_size: 32,
-            max_wait: Duration::from_millis(1),
-            deadline_reserve: Duration::from_micros(200),
-        }
-    }
-}
+use super::config::BatchPolicy;
+use super::metrics::{CloseReason, nanos};
 
 /// What the worker knows about the batch it is forming.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenBatch {
+pub(crate) struct OpenBatch {
     /// Rows gathered so far (at least one request's worth).
-    pub rows: usize,
+    pub(crate) rows: usize,
     /// When its oldest request was submitted.
-    pub oldest_submitted: Instant,
+    pub(crate) oldest_submitted: Instant,
     /// The earliest deadline among its requests, if any has one.
-    pub earliest_deadline: Option<Instant>,
+    pub(crate) earliest_deadline: Option<Instant>,
     /// Expected compute time if one more request joins (from warmup and recent batches).
-    pub expected_compute: Duration,
+    pub(crate) expected_compute: Duration,
 }
 
 /// The closing decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Run the batch now.
     Close(CloseReason),
     /// Keep gathering until this instant at the latest, then ask again.
@@ -57,28 +35,7 @@ impl BatchPolicy {
     /// It closes when full, when the oldest request has waited `max_wait`, or when waiting any
     /// longer would leave less than `expected_compute + deadline_reserve` before the earliest
     /// deadline.
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use densebatch::{BatchPolicy, CloseReason, Decision, OpenBatch};
-    /// let policy = BatchPolicy {
-    ///     max_batch_size: 8,
-    ///     max_wait: Duration::from_millis(2),
-    ///     deadline_reserve: Duration::ZERO,
-    /// };
-    /// let t0 = Instant::now();
-    /// let batch = OpenBatch {
-    ///     rows: 3,
-    ///     oldest_submitted: t0,
-    ///     earliest_deadline: Some(t0 + Duration::from_millis(1)),
-    ///     expected_compute: Duration::from_micros(600),
-    /// };
-    /// // Waiting past t0 + 400 µs would leave less than 600 µs of compute before the deadline.
-    /// assert_eq!(policy.decide(&batch, t0), Decision::WaitUntil(t0 + Duration::from_micros(400)));
-    /// let later = t0 + Duration::from_micros(400);
-    /// assert_eq!(policy.decide(&batch, later), Decision::Close(CloseReason::Deadline));
-    /// ```
-    pub fn decide(&self, batch: &OpenBatch, now: Instant) -> Decision {
+    pub(crate) fn decide(&self, batch: &OpenBatch, now: Instant) -> Decision {
         if batch.rows >= self.max_batch_size {
             return Decision::Close(CloseReason::Full);
         }
@@ -123,14 +80,14 @@ impl ComputeProfile {
     /// Sets the time for `rows` rows (warmup).
     pub(crate) fn set(&mut self, rows: usize, time: Duration) {
         if let Some(slot) = self.nanos.get_mut(rows.max(1) - 1) {
-            *slot = duration_nanos(time);
+            *slot = nanos(time);
         }
     }
 
     /// Folds a new measurement in, weighting the past 7:1 so one slow batch does not swing it.
     pub(crate) fn observe(&mut self, rows: usize, time: Duration) {
         if let Some(slot) = self.nanos.get_mut(rows.max(1) - 1) {
-            let new = duration_nanos(time);
+            let new = nanos(time);
             *slot = if *slot == 0 {
                 new
             } else {
@@ -175,20 +132,15 @@ pub(crate) fn warmup_sizes(max_batch_size: usize) -> Vec<usize> {
     sizes
 }
 
-pub(crate) fn duration_nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn policy() -> BatchPolicy {
-        BatchPolicy {
-            max_batch_size: 4,
-            max_wait: Duration::from_millis(10),
-            deadline_reserve: Duration::from_millis(1),
-        }
+        BatchPolicy::default()
+            .max_batch_size(4)
+            .max_wait(Duration::from_millis(10))
+            .deadline_reserve(Duration::from_millis(1))
     }
 
     fn batch(t0: Instant, rows: usize, deadline_ms: Option<u64>, compute_ms: u64) -> OpenBatch {

@@ -1,217 +1,16 @@
-//! Models by name: load, replace, unload at run time; each with its own queue and worker.
+//! The models by name: load, replace, unload at run time, each instance with its own queue
+//! and worker; the registry owns the instances' lifecycles (warming, serving, draining).
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crossbeam_channel::Sender;
-
-use super::SchedulerError;
-use super::policy::BatchPolicy;
-use super::request::Pending;
+use super::config::ModelConfig;
+use super::error::SchedulerError;
+use super::instance::{ModelHandle, ModelShared};
+use super::state::ModelState;
 use super::worker::{self, WarmupFailure, WorkerContext};
 use crate::Predictor;
-use crate::metrics::{LiveCounters, ModelHistograms};
-
-/// Where a model is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ModelState {
-    /// Running every batch size once before taking traffic.
-    Warming,
-    /// Serving.
-    Ready,
-    /// Serving, but it has panicked at least once (its worker was restarted).
-    Degraded,
-    /// Replaced, unloaded or shutting down: finishing what it accepted, taking nothing new.
-    Draining,
-    /// Its worker has exited.
-    Stopped,
-}
-
-impl ModelState {
-    const ALL: [ModelState; 5] = [
-        ModelState::Warming,
-        ModelState::Ready,
-        ModelState::Degraded,
-        ModelState::Draining,
-        ModelState::Stopped,
-    ];
-
-    /// A stable lower-case name, used as a metrics label.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelState::Warming => "warming",
-            ModelState::Ready => "ready",
-            ModelState::Degraded => "degraded",
-            ModelState::Draining => "draining",
-            ModelState::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for ModelState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How one model is served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModelConfig {
-    /// Batch size and wait.
-    pub batch: BatchPolicy,
-    /// Requests the model's queue holds before `try_submit` answers `QueueFull`.
-    pub queue_capacity: usize,
-    /// Times every batch size is run at load before the model takes traffic.
-    pub warmup_rounds: usize,
-    /// Refuse requests holding NaN or infinities at submit time.
-    pub reject_non_finite: bool,
-    /// How long an idle worker polls its queue before it sleeps. A request arriving within
-    /// that time is picked up at once instead of paying a thread wake-up (10–30 µs on a
-    /// virtual machine); the price is that much CPU per idle spell. Zero sleeps at once.
-    pub idle_spin: Duration,
-    /// How long [`crate::ReplyHandle::wait`] polls for the reply before it sleeps; the same
-    /// trade on the caller's side (default zero). Set it a little above the expected latency of
-    /// a request to keep the caller's wake-up out of it, when few callers wait at once.
-    pub reply_spin: Duration,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig {
-            batch: BatchPolicy::default(),
-            queue_capacity: 1024,
-            warmup_rounds: 2,
-            reject_non_finite: true,
-            // Long enough to catch a client's next submit right after a reply; short enough that
-            // an idle worker (one per model) costs little CPU.
-            idle_spin: Duration::from_micros(50),
-            // Off: with many callers waiting at once, each spinning would take CPU from the
-            // batches they wait for. A single latency-sensitive caller should turn it on.
-            reply_spin: Duration::ZERO,
-        }
-    }
-}
-
-impl ModelConfig {
-    /// Sets `max_batch_size`.
-    pub fn max_batch_size(mut self, rows: usize) -> Self {
-        self.batch.max_batch_size = rows;
-        self
-    }
-
-    /// Sets `max_wait`.
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.batch.max_wait = wait;
-        self
-    }
-
-    /// Sets the time kept in hand before a deadline (see [`BatchPolicy::deadline_reserve`]).
-    pub fn deadline_reserve(mut self, reserve: Duration) -> Self {
-        self.batch.deadline_reserve = reserve;
-        self
-    }
-
-    /// Sets the queue capacity.
-    pub fn queue_capacity(mut self, requests: usize) -> Self {
-        self.queue_capacity = requests;
-        self
-    }
-
-    /// Sets the warmup rounds.
-    pub fn warmup_rounds(mut self, rounds: usize) -> Self {
-        self.warmup_rounds = rounds;
-        self
-    }
-
-    /// Sets how long an idle worker polls before sleeping ([`ModelConfig::idle_spin`]).
-    pub fn idle_spin(mut self, spin: Duration) -> Self {
-        self.idle_spin = spin;
-        self
-    }
-
-    /// Sets how long a waiting caller polls before sleeping ([`ModelConfig::reply_spin`]).
-    pub fn reply_spin(mut self, spin: Duration) -> Self {
-        self.reply_spin = spin;
-        self
-    }
-
-    fn validate(&self) -> Result<(), SchedulerError> {
-        let bad = |msg: &str| Err(SchedulerError::InvalidConfig(msg.to_string()));
-        if self.batch.max_batch_size == 0 {
-            return bad("max_batch_size must be at least 1");
-        }
-        if self.queue_capacity == 0 {
-            return bad("queue_capacity must be at least 1");
-        }
-        Ok(())
-    }
-}
-
-/// A model as listed by [`crate::Scheduler::models`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelStatus {
-    /// Its name.
-    pub name: String,
-    /// Which load of this name (1 for the first, +1 per replace).
-    pub generation: u64,
-    /// Its state.
-    pub state: ModelState,
-    /// Requests waiting in its queue.
-    pub queue_depth: usize,
-    /// Its configuration.
-    pub config: ModelConfig,
-}
-
-/// What the registry, the callers and the worker share about one loaded model.
-#[derive(Debug)]
-pub(crate) struct ModelShared {
-    pub(crate) name: Arc<str>,
-    pub(crate) generation: u64,
-    pub(crate) config: ModelConfig,
-    state: AtomicU8,
-    pub(crate) counters: LiveCounters,
-    pub(crate) histograms: Mutex<ModelHistograms>,
-    pub(crate) warmup: Mutex<Vec<(usize, Duration)>>,
-}
-
-impl ModelShared {
-    pub(crate) fn state(&self) -> ModelState {
-        ModelState::ALL[self.state.load(Ordering::Acquire) as usize]
-    }
-
-    pub(crate) fn set_state(&self, state: ModelState) {
-        // A degraded model stays degraded until replaced; draining wins over serving states.
-        let _ = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                let now = ModelState::ALL[now as usize];
-                let keep = matches!(
-                    (now, state),
-                    (ModelState::Degraded, ModelState::Ready)
-                        | (
-                            ModelState::Draining,
-                            ModelState::Ready | ModelState::Degraded
-                        )
-                        | (ModelState::Stopped, _)
-                );
-                (!keep).then_some(state as u8)
-            });
-    }
-}
-
-/// What a caller needs to submit to a model: cloned out of the registry, so submitting never
-/// holds the registry's lock while it waits on a queue. While a caller holds it the model's
-/// queue stays open, so a request sent through it is always received and answered.
-#[derive(Debug)]
-pub(crate) struct ModelHandle {
-    pub(crate) shared: Arc<ModelShared>,
-    pub(crate) predictor: Arc<dyn Predictor>,
-    pub(crate) queue: Sender<Pending>,
-}
 
 #[derive(Debug)]
 struct Entry {
@@ -315,15 +114,12 @@ impl Registry {
             }
             let generation = inner.generations.entry(name.to_string()).or_default();
             *generation += 1;
-            let shared = Arc::new(ModelShared {
-                name: Arc::from(name),
-                generation: *generation,
+            let shared = Arc::new(ModelShared::new(
+                name,
+                *generation,
                 config,
-                state: AtomicU8::new(ModelState::Warming as u8),
-                counters: LiveCounters::default(),
-                histograms: Mutex::new(ModelHistograms::new(self.ring_capacity)),
-                warmup: Mutex::new(Vec::new()),
-            });
+                self.ring_capacity,
+            ));
             inner.transitional.push(Arc::clone(&shared));
             shared
         };
@@ -443,15 +239,5 @@ impl Registry {
             .collect();
         all.sort_by(|a, b| (&a.0.name, a.0.generation).cmp(&(&b.0.name, b.0.generation)));
         all
-    }
-
-    pub(crate) fn status(shared: &ModelShared, queue_depth: usize) -> ModelStatus {
-        ModelStatus {
-            name: shared.name.to_string(),
-            generation: shared.generation,
-            state: shared.state(),
-            queue_depth,
-            config: shared.config,
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! Requests, their one-shot replies, and the errors a caller can get.
+//! [`Request`]s, their one-shot replies ([`ReplyHandle`], [`ReplyFuture`]), and the errors a
+//! submit ([`SubmitError`]) or a reply ([`RequestError`]) can carry.
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
@@ -122,7 +123,8 @@ pub enum SubmitError {
         /// The request.
         request: Request,
     },
-    /// The request does not fit the model (width, row count, NaN/Inf); it is rejected alone.
+    /// The model's [`crate::Predictor::check_input`] refused the input (width, or NaN/Inf as
+    /// the model's policy says); it is rejected alone.
     #[error("invalid request: {error}")]
     Invalid {
         /// What is wrong (boxed to keep `SubmitError`, returned on every submit, small).

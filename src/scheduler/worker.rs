@@ -1,4 +1,4 @@
-//! A model's worker thread: receive → gather a batch → run it on the pool → scatter replies.
+//! A model's worker thread, and what all workers share ([`WorkerContext`]): receive → gather a batch → run it on the pool → scatter replies.
 //!
 //! Steady state allocates nothing per batch on this thread except the reply payloads (one
 //! `Array2` per request, handed to the caller): the input and output buffers, the batch list and
@@ -12,13 +12,15 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::ThreadPool;
 
-use super::policy::{BatchPolicy, ComputeProfile, Decision, OpenBatch, warmup_sizes};
-use super::registry::{ModelShared, ModelState};
+use super::config::BatchPolicy;
+use super::instance::ModelShared;
+use super::metrics::{BatchRecord, CloseReason, bump, nanos};
+use super::policy::{ComputeProfile, Decision, OpenBatch, warmup_sizes};
 use super::request::{Pending, RequestError};
 use super::spin::poll_for;
+use super::state::ModelState;
 use crate::Predictor;
 use crate::alloc_count::AllocScope;
-use crate::metrics::{BatchRecord, CloseReason, bump, nanos};
 use crate::predictor::Split;
 use crate::run::predict_batch;
 use crate::workspace::Workspace;
@@ -71,7 +73,7 @@ pub(crate) fn run(
             Err(_) => {
                 // Answer the batch that was running, then start over with fresh buffers and
                 // workspaces (the panic may have left them half-written); keep what was queued.
-                bump(&shared.counters.panics, 1);
+                bump(&shared.counters.worker_restarts, 1);
                 shared.set_state(ModelState::Degraded);
                 let carry = worker.fail_batch_after_panic();
                 let profile = worker.profile.clone();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use densebatch::{Error, Predictor, Workspace};
+use densebatch::{Error, Predictor, Split, Workspace};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 /// Generous timeout for anything a test waits on.
@@ -94,8 +94,21 @@ impl Predictor for TestModel {
     fn new_workspace(&self) -> Workspace {
         Workspace::new(1, self.width)
     }
-    fn parallel_min_rows(&self) -> usize {
-        usize::MAX
+    fn split(&self, _rows: usize, _threads: usize, _caller_on_pool: bool) -> Split {
+        Split::Inline
+    }
+    /// Refuses a wrong width and NaN/Inf, as a compiled model does by default.
+    fn check_input(&self, x: ArrayView2<'_, f32>) -> densebatch::Result<()> {
+        if x.ncols() != self.width {
+            return Err(Error::InputWidth {
+                expected: self.width,
+                got: x.ncols(),
+            });
+        }
+        match x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            Some(((row, col), &value)) => Err(Error::NonFiniteInput { row, col, value }),
+            None => Ok(()),
+        }
     }
     fn predict_into(
         &self,

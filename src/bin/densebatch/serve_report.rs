@@ -16,7 +16,7 @@ pub struct BatchTotals {
     /// Rows computed.
     pub rows: u64,
     /// Batches per close reason, indexed by [`CloseReason::index`].
-    pub closes: [u64; 4],
+    pub closes: [u64; CloseReason::ALL.len()],
     /// Batches per size (index = rows).
     pub sizes: Vec<u64>,
     /// Heap bytes the worker allocated per batch: sum and largest.
@@ -36,7 +36,7 @@ impl BatchTotals {
     pub fn add(&mut self, record: &BatchRecord) {
         self.batches += 1;
         self.rows += record.rows as u64;
-        self.closes[record.close_reason.index()] += 1;
+        self.closes[close_index(record.close_reason)] += 1;
         if self.sizes.len() <= record.rows {
             self.sizes.resize(record.rows + 1, 0);
         }
@@ -265,10 +265,10 @@ impl Measured {
             mean_batch: b.mean_batch(),
             batches: b.batches,
             batch_close: Closes {
-                full: b.closes[CloseReason::Full.index()],
-                wait: b.closes[CloseReason::Wait.index()],
-                deadline: b.closes[CloseReason::Deadline.index()],
-                drain: b.closes[CloseReason::Drain.index()],
+                full: b.closes[close_index(CloseReason::Full)],
+                wait: b.closes[close_index(CloseReason::Wait)],
+                deadline: b.closes[close_index(CloseReason::Deadline)],
+                drain: b.closes[close_index(CloseReason::Drain)],
             },
             batch_sizes: b
                 .sizes
@@ -438,4 +438,12 @@ fn rows_of(run: &RunOutcome) -> Vec<&Outcome> {
 
 fn truncate(name: &str, width: usize) -> String {
     name.chars().take(width).collect()
+}
+
+/// Position of `reason` in [`CloseReason::ALL`] (the order of `closes`).
+fn close_index(reason: CloseReason) -> usize {
+    CloseReason::ALL
+        .iter()
+        .position(|&r| r == reason)
+        .expect("every reason is in ALL")
 }

@@ -83,7 +83,7 @@ pub fn run(args: &ServeSimArgs) -> Result<()> {
 
     let probe = Scheduler::new(scheduler_config(args))?;
     println!("{}", probe.budget());
-    let pool_threads = probe.budget().pool_threads;
+    let pool_threads = probe.budget().pool_threads();
     drop(probe);
     for m in &models {
         println!(
@@ -197,7 +197,7 @@ fn print_tables(runs: &[RunOutcome], max_batch: usize) {
 fn scheduler_config(args: &ServeSimArgs) -> SchedulerConfig {
     let config = SchedulerConfig::default();
     match args.threads {
-        Some(threads) => config.cpus(threads.get()),
+        Some(threads) => config.threads(threads.get()),
         None => config,
     }
 }

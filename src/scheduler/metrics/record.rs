@@ -6,6 +6,7 @@ use std::time::Duration;
 
 /// Why a batch stopped growing and was sent to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// It reached `max_batch_size` rows (or the next request would not fit).
     Full,
@@ -18,7 +19,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// Every reason, in the order used by [`CloseReason::index`].
+    /// Every reason, in declaration order.
     pub const ALL: [CloseReason; 4] = [
         CloseReason::Full,
         CloseReason::Wait,
@@ -37,7 +38,7 @@ impl CloseReason {
     }
 
     /// Position in [`CloseReason::ALL`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -57,6 +58,7 @@ impl fmt::Display for CloseReason {
 /// it as its global allocator (`alloc_counted` says whether it did); in steady state they are the
 /// reply payloads handed to callers, one `Array2` per request.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BatchRecord {
     /// The model's name.
     pub model: Arc<str>,

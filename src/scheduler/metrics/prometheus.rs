@@ -1,11 +1,13 @@
-//! The snapshot in the Prometheus text exposition format (version 0.0.4).
+//! [`MetricsSnapshot::to_prometheus`]: the snapshot in the Prometheus text exposition format
+//! (version 0.0.4).
 
 use std::fmt::Write;
 
-use super::histograms::HistogramSnapshot;
+use hdrhistogram::Histogram;
+
 use super::record::CloseReason;
 use super::snapshot::{MetricsSnapshot, ModelSnapshot};
-use crate::scheduler::ModelState;
+use crate::scheduler::state::ModelState;
 
 /// Upper bounds (seconds) of the latency histogram buckets: 10 µs to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -17,22 +19,22 @@ const ROW_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
-/// A counter's name, help text, and how to read it from a model's snapshot.
+/// Upper bounds (bytes) of the per-batch allocation buckets: 1 KiB to 64 MiB.
+const BYTE_BUCKETS: [f64; 9] = [
+    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0,
+];
+
+/// A counter's full name, help text, and how to read it from a model's snapshot.
 type CounterSpec = (&'static str, &'static str, fn(&ModelSnapshot) -> u64);
-/// A histogram's name, help text, and which of a model's histograms it is.
+/// A histogram's name, help text, which of a model's histograms it is (raw recorded values),
+/// the scale from recorded values to the exposed unit, and the bucket bounds.
 type HistogramSpec = (
     &'static str,
     &'static str,
-    fn(&ModelSnapshot) -> &HistogramSnapshot,
+    fn(&ModelSnapshot) -> &Histogram<u64>,
+    f64,
+    &'static [f64],
 );
-
-const STATES: [ModelState; 5] = [
-    ModelState::Warming,
-    ModelState::Ready,
-    ModelState::Degraded,
-    ModelState::Draining,
-    ModelState::Stopped,
-];
 
 /// Escapes a label value (backslash, double quote, newline).
 fn escape(value: &str) -> String {
@@ -52,11 +54,11 @@ fn labels(model: &ModelSnapshot) -> String {
 
 impl MetricsSnapshot {
     /// Renders counters, gauges (queue depth, state, thread budget) and histograms (request
-    /// latency, queue wait, compute, batch rows) as Prometheus text.
+    /// latency, queue wait, compute, batch rows, batch allocated bytes) as Prometheus text.
     ///
     /// ```
     /// use densebatch::{Scheduler, SchedulerConfig};
-    /// let scheduler = Scheduler::new(SchedulerConfig::default().cpus(1)).unwrap();
+    /// let scheduler = Scheduler::new(SchedulerConfig::default().threads(1)).unwrap();
     /// let text = scheduler.metrics().to_prometheus();
     /// assert!(text.contains("densebatch_pool_threads 1"));
     /// ```
@@ -68,61 +70,76 @@ impl MetricsSnapshot {
             "# HELP densebatch_cpus CPUs the thread budget is sized for."
         );
         let _ = writeln!(w, "# TYPE densebatch_cpus gauge");
-        let _ = writeln!(w, "densebatch_cpus {}", self.budget.cpus);
+        let _ = writeln!(w, "densebatch_cpus {}", self.budget.cpus());
         let _ = writeln!(
             w,
             "# HELP densebatch_pool_threads Threads of the compute pool."
         );
         let _ = writeln!(w, "# TYPE densebatch_pool_threads gauge");
-        let _ = writeln!(w, "densebatch_pool_threads {}", self.budget.pool_threads);
+        let _ = writeln!(w, "densebatch_pool_threads {}", self.budget.pool_threads());
 
         let counters: [CounterSpec; 11] = [
-            ("accepted", "Requests accepted.", |m| m.counters.accepted),
-            ("rejected_full", "Requests refused: queue full.", |m| {
-                m.counters.rejected_full
-            }),
             (
-                "rejected_timeout",
+                "densebatch_requests_accepted_total",
+                "Requests accepted.",
+                |m| m.counters.accepted,
+            ),
+            (
+                "densebatch_requests_rejected_full_total",
+                "Requests refused: queue full.",
+                |m| m.counters.rejected_full,
+            ),
+            (
+                "densebatch_requests_rejected_timeout_total",
                 "Requests refused: blocking submit timed out.",
                 |m| m.counters.rejected_timeout,
             ),
-            ("rejected_invalid", "Requests refused by validation.", |m| {
-                m.counters.rejected_invalid
-            }),
-            ("completed", "Requests answered with a result.", |m| {
-                m.counters.completed
-            }),
-            ("failed", "Requests answered with a model error.", |m| {
-                m.counters.failed
-            }),
-            ("expired", "Requests expired before compute.", |m| {
-                m.counters.expired
-            }),
-            ("cancelled", "Requests cancelled before compute.", |m| {
-                m.counters.cancelled
-            }),
-            ("panicked", "Requests answered ModelPanicked.", |m| {
-                m.counters.panicked
-            }),
-            ("panics", "Worker restarts after a panic.", |m| {
-                m.counters.panics
-            }),
             (
-                "records_dropped",
-                "Batch records the record stream dropped.",
+                "densebatch_requests_rejected_invalid_total",
+                "Requests refused by validation.",
+                |m| m.counters.rejected_invalid,
+            ),
+            (
+                "densebatch_requests_completed_total",
+                "Requests answered with a result.",
+                |m| m.counters.completed,
+            ),
+            (
+                "densebatch_requests_failed_total",
+                "Requests answered with a model error.",
+                |m| m.counters.failed,
+            ),
+            (
+                "densebatch_requests_expired_total",
+                "Requests expired before compute.",
+                |m| m.counters.expired,
+            ),
+            (
+                "densebatch_requests_cancelled_total",
+                "Requests cancelled before compute.",
+                |m| m.counters.cancelled,
+            ),
+            (
+                "densebatch_requests_panicked_total",
+                "Requests answered ModelPanicked.",
+                |m| m.counters.panicked,
+            ),
+            (
+                "densebatch_worker_restarts_total",
+                "Worker restarts after a panic.",
+                |m| m.counters.worker_restarts,
+            ),
+            (
+                "densebatch_batch_records_dropped_total",
+                "Batch records the record stream dropped (full channel).",
                 |m| m.counters.records_dropped,
             ),
         ];
         for (name, help, get) in counters {
-            let _ = writeln!(w, "# HELP densebatch_requests_{name}_total {help}");
-            let _ = writeln!(w, "# TYPE densebatch_requests_{name}_total counter");
+            let _ = writeln!(w, "# HELP {name} {help}");
+            let _ = writeln!(w, "# TYPE {name} counter");
             for m in &self.models {
-                let _ = writeln!(
-                    w,
-                    "densebatch_requests_{name}_total{{{}}} {}",
-                    labels(m),
-                    get(m)
-                );
+                let _ = writeln!(w, "{name}{{{}}} {}", labels(m), get(m));
             }
         }
         let _ = writeln!(
@@ -136,7 +153,7 @@ impl MetricsSnapshot {
                     w,
                     "densebatch_batches_total{{{},reason=\"{reason}\"}} {}",
                     labels(m),
-                    m.counters.closes[reason.index()]
+                    m.counters.closes(reason)
                 );
             }
         }
@@ -169,7 +186,7 @@ impl MetricsSnapshot {
         );
         let _ = writeln!(w, "# TYPE densebatch_model_state gauge");
         for m in &self.models {
-            for state in STATES {
+            for state in ModelState::ALL {
                 let _ = writeln!(
                     w,
                     "densebatch_model_state{{{},state=\"{state}\"}} {}",
@@ -178,44 +195,50 @@ impl MetricsSnapshot {
                 );
             }
         }
-        let histograms: [HistogramSpec; 3] = [
+        let histograms: [HistogramSpec; 5] = [
             (
-                "request_latency_seconds",
+                "densebatch_request_latency_seconds",
                 "Submit to reply, per request.",
-                |m| &m.request_latency,
+                |m| m.request_latency.raw(),
+                1e-9,
+                &LATENCY_BUCKETS,
             ),
             (
-                "queue_wait_seconds",
+                "densebatch_queue_wait_seconds",
                 "Submit to batch close, per request.",
-                |m| &m.queue_wait,
+                |m| m.queue_wait.raw(),
+                1e-9,
+                &LATENCY_BUCKETS,
             ),
-            ("compute_seconds", "Compute time per batch.", |m| &m.compute),
-        ];
-        for (name, help, get) in histograms {
-            let _ = writeln!(w, "# HELP densebatch_{name} {help}");
-            let _ = writeln!(w, "# TYPE densebatch_{name} histogram");
-            for m in &self.models {
-                histogram(
-                    w,
-                    &format!("densebatch_{name}"),
-                    &labels(m),
-                    get(m),
-                    1e-9,
-                    &LATENCY_BUCKETS,
-                );
-            }
-        }
-        let _ = writeln!(w, "# HELP densebatch_batch_rows Rows per batch.");
-        let _ = writeln!(w, "# TYPE densebatch_batch_rows histogram");
-        for m in &self.models {
-            histogram(
-                w,
+            (
+                "densebatch_compute_seconds",
+                "Compute time per batch.",
+                |m| m.compute.raw(),
+                1e-9,
+                &LATENCY_BUCKETS,
+            ),
+            (
                 "densebatch_batch_rows",
-                &labels(m),
-                &m.batch_rows,
+                "Rows per batch.",
+                |m| m.batch_rows.raw(),
                 1.0,
                 &ROW_BUCKETS,
-            );
+            ),
+            (
+                "densebatch_batch_alloc_bytes",
+                "Bytes allocated per batch on the worker thread (when a counting allocator is \
+                 installed).",
+                |m| m.batch_alloc_bytes.raw(),
+                1.0,
+                &BYTE_BUCKETS,
+            ),
+        ];
+        for (name, help, get, scale, bounds) in histograms {
+            let _ = writeln!(w, "# HELP {name} {help}");
+            let _ = writeln!(w, "# TYPE {name} histogram");
+            for m in &self.models {
+                histogram(w, name, &labels(m), get(m), scale, bounds);
+            }
         }
         out
     }
@@ -227,7 +250,7 @@ fn histogram(
     w: &mut String,
     name: &str,
     labels: &str,
-    h: &HistogramSnapshot,
+    h: &Histogram<u64>,
     scale: f64,
     bounds: &[f64],
 ) {
@@ -236,14 +259,14 @@ fn histogram(
         let _ = writeln!(
             w,
             "{name}_bucket{{{labels},le=\"{bound}\"}} {}",
-            h.count_at_or_below(limit)
+            h.count_between(0, limit)
         );
     }
-    let _ = writeln!(w, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(w, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
     let _ = writeln!(
         w,
         "{name}_sum{{{labels}}} {}",
-        h.mean() * h.count() as f64 * scale
+        h.mean() * h.len() as f64 * scale
     );
-    let _ = writeln!(w, "{name}_count{{{labels}}} {}", h.count());
+    let _ = writeln!(w, "{name}_count{{{labels}}} {}", h.len());
 }

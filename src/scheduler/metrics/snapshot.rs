@@ -1,13 +1,16 @@
-//! A consistent-enough copy of every model's metrics, read through the library API.
+//! [`MetricsSnapshot`] and [`ModelSnapshot`]: a consistent-enough copy of every model's
+//! metrics, read through the library API.
 
 use std::time::Duration;
 
-use super::histograms::{Counters, HistogramSnapshot};
+use super::histograms::{Counters, HistogramSnapshot, SizeHistogramSnapshot};
 use super::record::BatchRecord;
-use crate::scheduler::{ModelState, ThreadBudget};
+use crate::scheduler::budget::ThreadBudget;
+use crate::scheduler::state::ModelState;
 
-/// One model's metrics at the time of the snapshot. Latency histograms hold nanoseconds.
+/// One model's metrics at the time of the snapshot.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ModelSnapshot {
     /// The model's name.
     pub name: String,
@@ -23,16 +26,16 @@ pub struct ModelSnapshot {
     pub max_batch_size: usize,
     /// Its counters.
     pub counters: Counters,
-    /// Submit-to-reply latency per request (ns).
+    /// Submit-to-reply latency per request.
     pub request_latency: HistogramSnapshot,
-    /// Submit-to-batch-close wait per request (ns).
+    /// Submit-to-batch-close wait per request.
     pub queue_wait: HistogramSnapshot,
-    /// Compute time per batch (ns).
+    /// Compute time per batch.
     pub compute: HistogramSnapshot,
     /// Rows per batch.
-    pub batch_rows: HistogramSnapshot,
+    pub batch_rows: SizeHistogramSnapshot,
     /// Bytes allocated per batch on the worker thread (when counted).
-    pub batch_alloc_bytes: HistogramSnapshot,
+    pub batch_alloc_bytes: SizeHistogramSnapshot,
     /// The most recent batch records, oldest first.
     pub recent: Vec<BatchRecord>,
     /// Fastest compute time measured at warmup, per batch size warmed: `(rows, time)`.
@@ -41,6 +44,7 @@ pub struct ModelSnapshot {
 
 /// Every model's metrics, plus the thread budget the scheduler runs with.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MetricsSnapshot {
     /// The thread budget.
     pub budget: ThreadBudget,

@@ -1,4 +1,5 @@
-//! Per-model counters and HDR histograms, recorded without allocation on the worker thread.
+//! Per-model counters and HDR histograms, recorded without allocation on the worker thread,
+//! and their snapshots ([`Counters`], [`HistogramSnapshot`], [`SizeHistogramSnapshot`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +8,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::record::{BatchRecord, CloseReason};
+
+/// Nanoseconds of `d`, saturating (for histogram values).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// Largest time a histogram tracks (60 s in nanoseconds); larger values are clamped.
 const MAX_NANOS: u64 = 60_000_000_000;
@@ -23,9 +29,12 @@ fn new_histogram(max: u64) -> Histogram<u64> {
     Histogram::new_with_bounds(1, max, SIGNIFICANT_DIGITS).expect("constant bounds are valid")
 }
 
-/// A frozen copy of one histogram, read through quantiles.
+/// A frozen copy of a time histogram (request latency, queue wait, compute), read as
+/// [`Duration`]s: `snapshot.model("m").unwrap().request_latency.p99()`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HistogramSnapshot {
+    /// Nanoseconds.
     histogram: Histogram<u64>,
 }
 
@@ -35,12 +44,74 @@ impl HistogramSnapshot {
         self.histogram.len()
     }
 
-    /// The value at quantile `q` (0.0 ..= 1.0); 0 when empty.
+    /// The value at quantile `q` (0.0 ..= 1.0), within 0.1 %; zero when empty.
+    pub fn quantile(&self, q: f64) -> Duration {
+        Duration::from_nanos(self.histogram.value_at_quantile(q))
+    }
+
+    /// The median; zero when empty.
+    pub fn p50(&self) -> Duration {
+        self.quantile(0.5)
+    }
+
+    /// The 99th percentile; zero when empty.
+    pub fn p99(&self) -> Duration {
+        self.quantile(0.99)
+    }
+
+    /// The 99.9th percentile; zero when empty.
+    pub fn p999(&self) -> Duration {
+        self.quantile(0.999)
+    }
+
+    /// The mean; zero when empty.
+    pub fn mean(&self) -> Duration {
+        Duration::from_secs_f64(self.histogram.mean() * 1e-9)
+    }
+
+    /// The largest value; zero when empty.
+    pub fn max(&self) -> Duration {
+        Duration::from_nanos(self.histogram.max())
+    }
+
+    /// p50, p90, p99, p99.9 and max.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            count: self.count(),
+            p50: self.p50(),
+            p90: self.quantile(0.9),
+            p99: self.p99(),
+            p999: self.p999(),
+            max: self.max(),
+        }
+    }
+
+    /// The recorded nanoseconds, for the Prometheus rendering.
+    pub(crate) fn raw(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+}
+
+/// A frozen copy of a size histogram (rows per batch, bytes allocated per batch), read as
+/// plain numbers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SizeHistogramSnapshot {
+    histogram: Histogram<u64>,
+}
+
+impl SizeHistogramSnapshot {
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The value at quantile `q` (0.0 ..= 1.0), within 0.1 %; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         self.histogram.value_at_quantile(q)
     }
 
-    /// The mean value; 0 when empty.
+    /// The mean; 0 when empty.
     pub fn mean(&self) -> f64 {
         self.histogram.mean()
     }
@@ -50,27 +121,15 @@ impl HistogramSnapshot {
         self.histogram.max()
     }
 
-    /// How many values are at most `value` (within the histogram's precision).
-    pub fn count_at_or_below(&self, value: u64) -> u64 {
-        self.histogram.count_between(0, value)
-    }
-
-    /// p50, p90, p99, p99.9 and max, for values that are nanoseconds.
-    pub fn latency_summary(&self) -> LatencySummary {
-        let d = |q| Duration::from_nanos(self.quantile(q));
-        LatencySummary {
-            count: self.count(),
-            p50: d(0.5),
-            p90: d(0.9),
-            p99: d(0.99),
-            p999: d(0.999),
-            max: Duration::from_nanos(self.max()),
-        }
+    /// The recorded values, for the Prometheus rendering.
+    pub(crate) fn raw(&self) -> &Histogram<u64> {
+        &self.histogram
     }
 }
 
-/// Quantiles of a latency histogram.
+/// Quantiles of a latency histogram ([`HistogramSnapshot::summary`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct LatencySummary {
     /// Values recorded.
     pub count: u64,
@@ -88,6 +147,7 @@ pub struct LatencySummary {
 
 /// A model's counters, as read in a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Counters {
     /// Requests accepted into the queue.
     pub accepted: u64,
@@ -107,14 +167,21 @@ pub struct Counters {
     pub cancelled: u64,
     /// Requests answered `ModelPanicked`.
     pub panicked: u64,
-    /// Worker restarts after a panic.
-    pub panics: u64,
+    /// Worker restarts after a panic (one per panicking batch).
+    pub worker_restarts: u64,
     /// Batches run.
     pub batches: u64,
-    /// Batches closed for each [`CloseReason`] (indexed by [`CloseReason::index`]).
-    pub closes: [u64; 4],
+    /// Batches closed for each [`CloseReason`]: read with [`Counters::closes`].
+    closes: [u64; CloseReason::ALL.len()],
     /// Batch records a full record stream could not take.
     pub records_dropped: u64,
+}
+
+impl Counters {
+    /// Batches that closed for `reason`.
+    pub fn closes(&self, reason: CloseReason) -> u64 {
+        self.closes[reason.index()]
+    }
 }
 
 /// The live counters, shared between callers (accepted/rejected) and the worker.
@@ -129,9 +196,9 @@ pub(crate) struct LiveCounters {
     pub(crate) expired: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     pub(crate) panicked: AtomicU64,
-    pub(crate) panics: AtomicU64,
+    pub(crate) worker_restarts: AtomicU64,
     pub(crate) batches: AtomicU64,
-    pub(crate) closes: [AtomicU64; 4],
+    pub(crate) closes: [AtomicU64; CloseReason::ALL.len()],
     pub(crate) records_dropped: AtomicU64,
 }
 
@@ -152,7 +219,7 @@ impl LiveCounters {
             expired: r(&self.expired),
             cancelled: r(&self.cancelled),
             panicked: r(&self.panicked),
-            panics: r(&self.panics),
+            worker_restarts: r(&self.worker_restarts),
             batches: r(&self.batches),
             closes: std::array::from_fn(|i| r(&self.closes[i])),
             records_dropped: r(&self.records_dropped),
@@ -197,7 +264,7 @@ impl ModelHistograms {
     /// Keeps `record` in the ring (dropping the oldest when full) and in the batch histograms.
     pub(crate) fn record_batch(&mut self, record: &BatchRecord) {
         self.compute
-            .saturating_record(super::nanos(record.compute_time).max(1));
+            .saturating_record(nanos(record.compute_time).max(1));
         self.batch_rows.saturating_record(record.rows as u64);
         if record.alloc_counted {
             self.batch_alloc_bytes.saturating_record(record.alloc_bytes);
@@ -215,8 +282,14 @@ impl ModelHistograms {
         self.recent.iter().cloned().collect()
     }
 
-    pub(crate) fn snapshot(h: &Histogram<u64>) -> HistogramSnapshot {
+    pub(crate) fn time(h: &Histogram<u64>) -> HistogramSnapshot {
         HistogramSnapshot {
+            histogram: h.clone(),
+        }
+    }
+
+    pub(crate) fn size(h: &Histogram<u64>) -> SizeHistogramSnapshot {
+        SizeHistogramSnapshot {
             histogram: h.clone(),
         }
     }
@@ -258,11 +331,11 @@ mod tests {
         }
         let seqs: Vec<u64> = h.recent().iter().map(|r| r.sequence).collect();
         assert_eq!(seqs, [2, 3, 4]);
-        let rows = ModelHistograms::snapshot(&h.batch_rows);
+        let rows = ModelHistograms::size(&h.batch_rows);
         assert_eq!(rows.count(), 5);
         assert_eq!(rows.quantile(0.5), 3);
         assert_eq!(rows.max(), 5);
-        let compute = ModelHistograms::snapshot(&h.compute).latency_summary();
+        let compute = ModelHistograms::time(&h.compute).summary();
         assert_eq!(compute.count, 5);
         // 3 significant digits: 50 µs is recorded within 0.1 %.
         assert!(compute.max.abs_diff(Duration::from_micros(50)) < Duration::from_nanos(50));
