@@ -13,7 +13,7 @@ use ndarray::Array2;
 const THREADS: usize = 4;
 const REQUESTS: usize = 200;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = Model::random(&[32, 64, 10], Activation::Relu, Activation::Softmax, 1).compile()?;
     let b = Model::random(&[32, 128, 3], Activation::Relu, Activation::Softmax, 2).compile()?;
     let models = [("a", Arc::new(a)), ("b", Arc::new(b))];
@@ -27,20 +27,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
     }
     std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let (scheduler, models) = (&scheduler, &models);
-            s.spawn(move || -> Result<(), ServeError> {
-                for i in 0..REQUESTS {
-                    let (name, compiled) = &models[(t + i) % 2];
-                    let x =
-                        Array2::from_shape_fn((1, 32), |(_, j)| ((t * 1000 + i + j) as f32).sin());
-                    let y = scheduler.predict(name, x.view())?;
-                    assert_eq!(y, compiled.predict(x.view()).unwrap(), "bit for bit");
-                }
-                Ok(())
-            });
-        }
-    });
+        let callers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (scheduler, models) = (&scheduler, &models);
+                s.spawn(move || -> Result<(), ServeError> {
+                    for i in 0..REQUESTS {
+                        let (name, compiled) = &models[(t + i) % 2];
+                        let x = Array2::from_shape_fn((1, 32), |(_, j)| {
+                            ((t * 1000 + i + j) as f32).sin()
+                        });
+                        let y = scheduler.predict(name, x.view())?;
+                        assert_eq!(y, compiled.predict(x.view()).unwrap(), "bit for bit");
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        // Every caller's every request answered without error.
+        callers
+            .into_iter()
+            .try_for_each(|caller| caller.join().expect("caller thread"))
+    })?;
 
     let metrics = scheduler.metrics();
     for (name, _) in &models {
