@@ -40,37 +40,6 @@ fn predicting_does_not_allocate() {
     session_predict_into_does_not_allocate();
 }
 
-/// A session owns its pool and workspaces: after warm-up calls, `predict_into` allocates nothing,
-/// on one thread (the caller's) and on two.
-fn session_predict_into_does_not_allocate() {
-    let model = Model::random(
-        &[300, 257, 129, 7],
-        Activation::Relu,
-        Activation::Softmax,
-        3,
-    );
-    for threads in [1, 2] {
-        let session = model.compile().unwrap().session(threads).unwrap();
-        for batch in [1, 8, 100, 700] {
-            let x = Array2::from_elem((batch, 300), 0.5f32);
-            let mut y = Array2::zeros((batch, session.output_width()));
-            for round in 0..5 {
-                let before = ALLOCATIONS.load(Ordering::SeqCst);
-                session.predict_into(x.view(), y.view_mut()).unwrap();
-                let after = ALLOCATIONS.load(Ordering::SeqCst);
-                if round > 1 {
-                    assert_eq!(
-                        after - before,
-                        0,
-                        "session on {threads} threads, batch {batch} allocated"
-                    );
-                }
-            }
-            assert!((y.row(batch - 1).sum() - 1.0).abs() < 1e-5);
-        }
-    }
-}
-
 fn predict_into_does_not_allocate() {
     for (widths, out_act) in [
         (vec![784, 512, 512, 10], Activation::Softmax),
@@ -99,8 +68,8 @@ fn predict_into_does_not_allocate() {
     }
 }
 
-/// On a two-thread pool, after two warm-up calls (a pool thread's first job may allocate its
-/// thread-local state, and a thread may first take part in the second call): the row split and the column split (forced by
+/// On a two-thread pool, once every batch size has run (a pool thread's first job may allocate
+/// its thread-local state): the row split and the column split (forced by
 /// `column_split_rows_per_thread`), in one block and in several.
 fn predict_batch_does_not_allocate_on_either_split() {
     let model = Model::random(
@@ -125,22 +94,67 @@ fn predict_batch_does_not_allocate_on_either_split() {
             )
             .unwrap();
         let mut workspaces = compiled.new_workspaces(2);
-        for batch in [2, 31, 33, 100] {
-            let x = Array2::from_elem((batch, 300), 0.25f32);
-            let mut y = Array2::zeros((batch, compiled.output_width()));
-            for round in 0..5 {
-                let before = ALLOCATIONS.load(Ordering::SeqCst);
-                predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut()).unwrap();
-                let after = ALLOCATIONS.load(Ordering::SeqCst);
-                if round > 1 {
-                    assert_eq!(
-                        after - before,
-                        0,
-                        "columns {columns} batch {batch} allocated"
-                    );
+        for counted in [false, true] {
+            for batch in [2, 31, 33, 100] {
+                let x = Array2::from_elem((batch, 300), 0.25f32);
+                let mut y = Array2::zeros((batch, compiled.output_width()));
+                for _ in 0..3 {
+                    let before = ALLOCATIONS.load(Ordering::SeqCst);
+                    predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut())
+                        .unwrap();
+                    let after = ALLOCATIONS.load(Ordering::SeqCst);
+                    if counted {
+                        assert_eq!(
+                            after - before,
+                            0,
+                            "columns {columns} batch {batch} allocated"
+                        );
+                    }
                 }
+                assert!((y.row(0).sum() - 1.0).abs() < 1e-5);
             }
-            assert!((y.row(0).sum() - 1.0).abs() < 1e-5);
+        }
+    }
+}
+
+/// A session owns its pool and workspaces: once every batch size has run (so that each pool
+/// thread has taken part and set up its thread-local state), `predict_into` allocates nothing,
+/// on one thread (the caller's) and on two.
+fn session_predict_into_does_not_allocate() {
+    let model = Model::random(
+        &[300, 257, 129, 7],
+        Activation::Relu,
+        Activation::Softmax,
+        3,
+    );
+    let batches = [1, 8, 100, 700];
+    for threads in [1, 2] {
+        let session = model.compile().unwrap().session(threads).unwrap();
+        let inputs: Vec<_> = batches
+            .iter()
+            .map(|&batch| Array2::from_elem((batch, 300), 0.5f32))
+            .collect();
+        let mut outputs: Vec<_> = batches
+            .iter()
+            .map(|&batch| Array2::<f32>::zeros((batch, session.output_width())))
+            .collect();
+        for counted in [false, true] {
+            for (x, y) in inputs.iter().zip(&mut outputs) {
+                for _ in 0..3 {
+                    let before = ALLOCATIONS.load(Ordering::SeqCst);
+                    session.predict_into(x.view(), y.view_mut()).unwrap();
+                    let after = ALLOCATIONS.load(Ordering::SeqCst);
+                    if counted {
+                        assert_eq!(
+                            after - before,
+                            0,
+                            "session on {threads} threads, batch {} allocated",
+                            x.nrows()
+                        );
+                    }
+                }
+                assert!((y.row(y.nrows() - 1).sum() - 1.0).abs() < 1e-5);
+            }
         }
     }
 }
