@@ -364,3 +364,49 @@ fn reference_harness_layout_errors() {
         .unwrap();
     assert_eq!(y, ndarray::arr2(&[[6.5f32, 8.5]]));
 }
+
+/// A `.npy` header whose shape overflows 64 bits when multiplied, with no data, in a
+/// reference-harness folder: `Model::load` answers with a one-line format error naming the file,
+/// never a panic (a wrapping product would have passed the length check).
+#[test]
+fn an_overflowing_npy_shape_is_a_one_line_error() {
+    let dir = TempDir::new("refbench-overflow");
+    let manifest = r#"{"name": "m", "widths": [3, 2], "layers": [
+        {"W": "W0.npy", "b": "b0.npy", "in": 3, "out": 2, "activation": "identity"}]}"#;
+    fs::write(dir.path("manifest.json"), manifest).unwrap();
+    fs::write(
+        dir.path("W0.npy"),
+        common::npy_header_bytes(&[4_611_686_018_427_387_904, 4]),
+    )
+    .unwrap();
+    common::write_npy_f32(
+        &dir.path("b0.npy"),
+        ndarray::Array2::<f32>::ones((1, 2)).view(),
+    );
+    let err = Model::load(&dir.0).unwrap_err();
+    assert!(matches!(&err, Error::Format { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("W0.npy") && message.contains("too large"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+}
+
+/// A folder is loaded by what it holds: with nothing to load, or with two `.onnx` files to choose
+/// from, a format error naming the folder.
+#[test]
+fn a_folder_without_one_model_is_a_format_error() {
+    let dir = TempDir::new("empty-model-folder");
+    let err = Model::load(&dir.0).unwrap_err();
+    assert!(matches!(&err, Error::Format { .. }), "{err}");
+    assert!(err.to_string().contains("no model.json"), "{err}");
+
+    let onnx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    fs::copy(onnx.join("sklearn_mlp.onnx"), dir.path("a.onnx")).unwrap();
+    let one = Model::load(&dir.0).unwrap();
+    assert_eq!(one.spec().input_width, 10);
+    fs::copy(onnx.join("gemm_mix.onnx"), dir.path("b.onnx")).unwrap();
+    let err = Model::load(&dir.0).unwrap_err();
+    assert!(err.to_string().contains("2 .onnx files"), "{err}");
+}
