@@ -9,6 +9,8 @@
 //! machine, and prints each one's minimum and median time and the cost per output value over
 //! the identity layer. Run it on two builds to compare activation code.
 
+mod args;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -16,11 +18,7 @@ use densebatch::prelude::*;
 use ndarray::Array2;
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = args::probe_args();
     let arg = |i: usize, default: usize, name: &str| -> Result<usize> {
         args.get(i)
             .map_or(Ok(default), |s| s.parse())

@@ -15,6 +15,8 @@
 //! multiply-add column slows, the vCPU runs at full clock but shares its core's vector pipes with
 //! another tenant's hyperthread; when both slow, the vCPU is clocked down or descheduled.
 
+mod args;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -68,11 +70,7 @@ struct Sample {
 }
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let args = args::probe_args();
     let threads: usize = args
         .first()
         .map_or(Ok(2), |s| s.parse())

@@ -11,6 +11,8 @@
 //! outside the pool (each forked call wakes a pool thread, then the caller) and for one on a pool
 //! thread (as `refbench` and the scheduler's worker call).
 
+mod args;
+
 use std::time::Instant;
 
 use anyhow::Result;
@@ -36,10 +38,9 @@ fn median_ns(
 }
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let path = std::env::args()
-        .skip(1)
-        .find(|a| a != "--bench")
+    let path = args::probe_args()
+        .into_iter()
+        .next()
         .unwrap_or_else(|| "models/tiny-mlp".into());
     let model = match path.strip_prefix("random:") {
         Some(widths) => {

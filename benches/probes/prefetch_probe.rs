@@ -11,6 +11,8 @@
 //! median and the median of the paired speed-ups. This is the measurement behind both defaults
 //! (on for weights streamed from DRAM).
 
+mod args;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -22,16 +24,9 @@ const USAGE: &str =
     "cargo bench --bench prefetch_probe -- MODEL_DIR BATCH THREADS [REPS] [prefetch|huge-pages]";
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.is_empty() {
-        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
-        eprintln!("usage: {USAGE}");
+    let Some(args) = args::required_args(USAGE) else {
         return Ok(());
-    }
+    };
     let [model_dir, batch, threads, rest @ ..] = args.as_slice() else {
         bail!("usage: {USAGE}");
     };

@@ -9,6 +9,8 @@
 //! per row over the rounds' medians. Each row count has its own register tile, so a tile that
 //! spills shows up as a size whose rows cost more than both neighbours'.
 
+mod args;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -21,16 +23,9 @@ const CALLS: usize = 50;
 const USAGE: &str = "cargo bench --bench row_cost -- MODEL_DIR [MAX_BATCH] [ROUNDS]";
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.is_empty() {
-        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
-        eprintln!("usage: {USAGE}");
+    let Some(args) = args::required_args(USAGE) else {
         return Ok(());
-    }
+    };
     let [model_dir, rest @ ..] = args.as_slice() else {
         bail!("usage: {USAGE}");
     };

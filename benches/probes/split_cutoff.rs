@@ -15,6 +15,8 @@
 //! Twice: with the caller on a pool thread (calls back to back, as a batching worker on the pool
 //! would make them) and with the caller outside the pool (every call then wakes the pool first).
 
+mod args;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -94,16 +96,9 @@ fn compare(
 const USAGE: &str = "cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]";
 
 fn main() -> Result<()> {
-    // `cargo bench` passes `--bench` after the probe's own arguments.
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.is_empty() {
-        // Plain `cargo bench` runs every bench target: there the probe only says how to run it.
-        eprintln!("usage: {USAGE}");
+    let Some(args) = args::required_args(USAGE) else {
         return Ok(());
-    }
+    };
     let [model_arg, rest @ ..] = args.as_slice() else {
         bail!("usage: {USAGE}");
     };
