@@ -43,6 +43,8 @@
 mod activation;
 mod alloc_count;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod kernels;
 mod load;
 mod model;

@@ -15,7 +15,7 @@ use ndarray::{Array1, Array2};
 
 use crate::error::{Error, Origin, Result};
 
-pub(crate) use npy::read_npy_f32;
+pub(crate) use npy::{read_npy_f32, read_npy_f32_bytes};
 pub(crate) use random::random_model;
 pub use spec::{LayerSpec, ModelSpec};
 
@@ -125,6 +125,55 @@ impl Model {
     /// [`Error::Io`] when a file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         safetensors_file::save(self, path.as_ref())
+    }
+
+    /// Builds a model from the bytes of a spec file (`model.json`) and of its safetensors
+    /// weights file, with every check [`Model::load`] makes on those files: the spec is validated,
+    /// the weights' length is checked against the size the spec implies before any tensor is
+    /// copied, and each tensor must be F32, of the spec's shape and finite. The spec's `weights`
+    /// field is kept but not used. [`Model::to_bytes`] is the inverse.
+    ///
+    /// # Examples
+    /// ```
+    /// use densebatch::{Activation, Error, Model};
+    /// let model = Model::random(&[5, 7, 3], Activation::Tanh, Activation::Softmax, 11);
+    /// let (spec_json, weights) = model.to_bytes();
+    /// let back = Model::from_bytes(&spec_json, &weights)?;
+    /// assert_eq!(back, model);
+    /// // Bit for bit, not just equal as floats.
+    /// assert_eq!(back.to_bytes(), (spec_json.clone(), weights.clone()));
+    /// // Weights cut short are refused before anything is allocated.
+    /// let err = Model::from_bytes(&spec_json, &weights[..weights.len() / 2]).unwrap_err();
+    /// assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    /// # Ok::<(), densebatch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Format`] for malformed JSON or a malformed safetensors file, [`Error::TooLarge`]
+    /// when the weights are shorter than the spec implies, [`Error::MissingTensor`],
+    /// [`Error::DType`], [`Error::TensorShape`], [`Error::NonFiniteWeight`], and the spec errors
+    /// of [`ModelSpec::validate`]. The errors' origin is the in-memory one.
+    pub fn from_bytes(spec_json: &[u8], weights: &[u8]) -> Result<Self> {
+        safetensors_file::from_bytes(spec_json, weights)
+    }
+
+    /// The model as the bytes of a spec file (pretty JSON) and of its safetensors weights file:
+    /// exactly what [`Model::save`] writes. [`Model::from_bytes`] gives back an equal model.
+    ///
+    /// # Examples
+    /// ```
+    /// use densebatch::{Activation, Model};
+    /// let model = Model::random(&[2, 3], Activation::Identity, Activation::Identity, 1);
+    /// let (spec_json, weights) = model.to_bytes();
+    /// let spec: densebatch::ModelSpec = serde_json::from_slice(&spec_json).unwrap();
+    /// assert_eq!(&spec, model.spec());
+    /// // A safetensors file: an 8-byte header length, the JSON header, then the f32 data
+    /// // (2 × 3 weights and 3 biases).
+    /// let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap());
+    /// assert_eq!(weights.len() as u64, 8 + header_len + (2 * 3 + 3) * 4);
+    /// ```
+    pub fn to_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        safetensors_file::to_bytes(self)
     }
 
     /// A seeded random model (He-normal weights, small normal biases), for tests and benches.

@@ -113,11 +113,24 @@ pub(crate) fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
     let origin = Origin::file(path);
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut reader = BufReader::new(file);
-    let header = read_npy_header(&mut reader, &origin)?;
+    read_npy_f32_from(BufReader::new(file), file_len, &origin)
+}
+
+/// Reads a `.npy` file's bytes as [`read_npy_f32`] reads the file.
+///
+/// # Errors
+/// As [`read_npy_f32`].
+pub(crate) fn read_npy_f32_bytes(bytes: &[u8]) -> Result<ArrayD<f32>> {
+    read_npy_f32_from(bytes, bytes.len() as u64, &Origin::default())
+}
+
+/// The reader behind both: `len` is the whole input's length, checked against the header's shape
+/// before anything is allocated.
+fn read_npy_f32_from(mut reader: impl Read, len: u64, origin: &Origin) -> Result<ArrayD<f32>> {
+    let header = read_npy_header(&mut reader, origin)?;
     if header.descr != "<f4" {
         return Err(Error::format(
-            &origin,
+            origin,
             format!(
                 "dtype is {}, expected little-endian float32 (<f4)",
                 header.descr
@@ -126,33 +139,40 @@ pub(crate) fn read_npy_f32(path: &Path) -> Result<ArrayD<f32>> {
     }
     if header.fortran_order {
         return Err(Error::format(
-            &origin,
+            origin,
             "Fortran-order arrays are not supported",
         ));
     }
-    let held = file_len.saturating_sub(header.data_offset);
+    let held = len.saturating_sub(header.data_offset);
     let Some(needed) = header.data_bytes() else {
         return Err(Error::format(
-            &origin,
+            origin,
             format!(
                 "shape {:?} is too large (its size overflows 64 bits); the file holds {held} data bytes",
                 header.shape
             ),
         ));
     };
-    if header.data_offset.checked_add(needed) != Some(file_len) {
+    if header.data_offset.checked_add(needed) != Some(len) {
         return Err(Error::format(
-            &origin,
+            origin,
             format!(
                 "shape {:?} needs {needed} data bytes but the file holds {held}",
                 header.shape
             ),
         ));
     }
-    let mut bytes = Vec::with_capacity((file_len - header.data_offset) as usize);
+    let mut bytes = Vec::with_capacity(held as usize);
     reader
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| Error::io(origin.path().unwrap_or(Path::new("<in-memory .npy>")), e))?;
+    if bytes.len() as u64 != held {
+        // The file changed length while it was read.
+        return Err(Error::format(
+            origin,
+            format!("expected {held} data bytes, read {}", bytes.len()),
+        ));
+    }
     let values = super::safetensors_file::f32s_from_le_bytes(&bytes);
     Ok(ArrayD::from_shape_vec(IxDyn(&header.shape), values).expect("length checked"))
 }
