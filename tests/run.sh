@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: makes the reference models the parity and ONNX tests need
-# (once; Python 3 with pip), then the whole Rust suite with every feature. Extra arguments go to
-# `cargo test`.
+# (once; Python 3 with pip), then the whole Rust suite with every feature, then the Python
+# package's suite. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +14,16 @@ if [[ ! -f target/refbench/models/wide-mlp/model.onnx ]]; then
 fi
 
 # Missing inputs fail the tests that need them instead of skipping them.
-CI=true cargo test --all-features "$@"
+export CI=true
+cargo test --all-features "$@"
+
+# The Python package (python/): its test requirements into target/py-venv (again only when they
+# change), the package built in place (maturin develop), then pytest.
+venv=target/py-venv
+if ! cmp -s python/requirements-test.txt "$venv/requirements-test.txt" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r python/requirements-test.txt
+  cp python/requirements-test.txt "$venv/requirements-test.txt"
+fi
+(cd python && VIRTUAL_ENV="$PWD/../$venv" "../$venv/bin/maturin" develop -q)
+"$venv/bin/python" -m pytest python/tests -q -p no:cacheprovider

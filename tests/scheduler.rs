@@ -316,6 +316,12 @@ fn shutdown_drains_every_request_exactly_once_under_racing_submits() {
     assert!(answered.len() >= THREADS * PER_THREAD / 2);
     let accepted = metrics_before.model("m").unwrap().counters.accepted;
     assert!(accepted as usize <= answered.len());
+    // A snapshot after shutdown still has the model, stopped, with its final counters.
+    let after = scheduler.metrics();
+    let model = after.model("m").unwrap();
+    assert_eq!(model.state, ModelState::Stopped);
+    assert_eq!(model.counters.accepted as usize, answered.len());
+    assert_eq!(model.counters.completed as usize, answered.len());
     // After shutdown nothing more is taken.
     assert!(matches!(
         scheduler.try_submit("m", row(&[0.0])),

@@ -24,6 +24,9 @@ Engines
   twin   with --twin, the same command again as a second engine in the same rounds: an A/A control.
          Identical engines should tie, so ours/twin shows how far this machine's noise alone moves a
          ratio in this run; an ours/ort ratio within that distance of 1 is a tie, not a result.
+  py     densebatch's Python package in this process (`--engines ort,py`; install it into the venv
+         first: `target/compare-venv/bin/pip install python/`), timed around `model.predict(x)` as
+         ort is around `session.run`: the ratio py/ort includes both bindings' call overheads.
   ort-proc with --ort-process, ONNX Runtime behind the same protocol (ort_process.py): a fresh process
          per block, as ours is. ort-proc/ort shows what that costs an engine.
 """
@@ -123,6 +126,23 @@ class OrtRunner:
         return timed(lambda: self.session.run(["y"], feed), reps)
 
 
+class PyRunner:
+    """densebatch's Python package (`pip install python/`), timed around its Python call exactly as
+    `ort` is: `model.predict(x)` returns a new array, as `session.run` does."""
+
+    def __init__(self, folder, manifest, threads):
+        import densebatch
+        self.model = densebatch.load(folder, threads=threads)
+
+    def forward(self, x):
+        return self.model.predict(x)
+
+    def time_calls(self, x, reps, warmup):
+        for _ in range(warmup):
+            self.model.predict(x)
+        return timed(lambda: self.model.predict(x), reps)
+
+
 class CommandRunner:
     """An engine in another process, speaking the MODEL_DIR BATCH THREADS REPS WARMUP protocol."""
 
@@ -157,7 +177,7 @@ def bench_model(args, name, log):
     in_process = {}
     for engine in [e for e in args.engines.split(",") if e]:
         for t in threads:
-            runner = {"ort": OrtRunner, "numpy": NumpyRunner}[engine](folder, manifest, t)
+            runner = {"ort": OrtRunner, "numpy": NumpyRunner, "py": PyRunner}[engine](folder, manifest, t)
             # Every engine must compute the model before its time counts.
             x_check = np.load(os.path.join(folder, "x_check.npy"))
             y_check = np.load(os.path.join(folder, "y_check.npy"))
@@ -208,8 +228,8 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "twin", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
-    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("ort-proc", "ort"))
+    engines = [e for e in ("ours", "twin", "py", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
+    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("py", "ort"), ("ort-proc", "ort"))
               if a in engines and b in engines]
     head = ["model", "batch"] + [f"{e} t{t} (samples/s)" for e in engines for t in threads]
     head += [f"{a}/{b} t{t}" for a, b in ratios for t in threads]
@@ -237,7 +257,8 @@ def main():
     parser.add_argument("--models", default="tiny-mlp,mnist-mlp,wide-mlp")
     parser.add_argument("--batches", default="1,8,32,128,512,2048")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--engines", default="ort,numpy", help="in-process engines: ort,numpy")
+    parser.add_argument("--engines", default="ort,numpy", help="in-process engines: ort,numpy,py (py: the densebatch Python package, installed "
+                        "into this venv with `pip install python/`)")
     parser.add_argument("--ours", help="command template for our engine (see above)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.25)

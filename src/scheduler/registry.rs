@@ -40,6 +40,9 @@ struct Inner {
     serving: HashMap<String, Entry>,
     /// Warming or draining instances, for listings and snapshots.
     transitional: Vec<Arc<ModelShared>>,
+    /// The models that were serving at shutdown, kept so a snapshot taken after it still
+    /// reports their final counters.
+    stopped: Vec<Arc<ModelShared>>,
     generations: HashMap<String, u64>,
 }
 
@@ -219,7 +222,10 @@ impl Registry {
         let entries: Vec<Entry> = {
             let mut inner = self.write();
             inner.accepting = false;
-            inner.serving.drain().map(|(_, e)| e).collect()
+            let entries: Vec<Entry> = inner.serving.drain().map(|(_, e)| e).collect();
+            let shared = entries.iter().map(|e| Arc::clone(&e.handle.shared));
+            inner.stopped.extend(shared);
+            entries
         };
         // Close every queue first so all models drain in parallel, then wait for each.
         let workers: Vec<JoinHandle<()>> = entries.into_iter().map(Entry::close).collect();
@@ -236,6 +242,7 @@ impl Registry {
             .values()
             .map(|e| (Arc::clone(&e.handle.shared), e.handle.queue.len()))
             .chain(inner.transitional.iter().map(|s| (Arc::clone(s), 0)))
+            .chain(inner.stopped.iter().map(|s| (Arc::clone(s), 0)))
             .collect();
         all.sort_by(|a, b| (&a.0.name, a.0.generation).cmp(&(&b.0.name, b.0.generation)));
         all

@@ -1,0 +1,17 @@
+"""Rebuilding pickled models (spec + weight bytes), so Ray, Dask and multiprocessing can ship
+them. ``threads=None`` resolves again where the model lands."""
+
+from __future__ import annotations
+
+from ._densebatch import CompiledModel, Model
+
+
+def compiled_model(
+    spec: bytes,
+    weights: bytes,
+    threads: int | None,
+    kernel: str | None,
+    non_finite: str,
+) -> CompiledModel:
+    model = Model.from_bytes(spec, weights)
+    return model.compile(threads=threads, kernel=kernel, non_finite=non_finite)
