@@ -1,7 +1,7 @@
 //! `Model` and `CompiledModel`: load, compile and predict from numpy.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use densebatch::ndarray::Axis;
 use densebatch::{Activation, CompileOptions, KernelKind, Model, NonFiniteInput, Session};
@@ -187,9 +187,48 @@ impl CompileArgs {
 /// A model compiled for this CPU, with its own compute threads; `predict` releases the GIL.
 #[pyclass(frozen, name = "CompiledModel", module = "densebatch._densebatch")]
 pub(crate) struct PyCompiledModel {
-    pub(crate) session: Session,
+    session: ForkSafeSession,
     source: Arc<Model>,
     args: CompileArgs,
+}
+
+/// A session, started again in a process forked from the one that made it: a fork copies the
+/// pool's handle but not its threads, so the child's calls would wait forever on the parent's pool.
+struct ForkSafeSession {
+    current: RwLock<(u32, Arc<Session>)>,
+}
+
+impl ForkSafeSession {
+    fn new(session: Session) -> Self {
+        ForkSafeSession {
+            current: RwLock::new((std::process::id(), Arc::new(session))),
+        }
+    }
+
+    fn get(&self) -> Result<Arc<Session>, densebatch::Error> {
+        let pid = std::process::id();
+        {
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if current.0 == pid {
+                return Ok(current.1.clone());
+            }
+        }
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.0 != pid {
+            let fresh = Session::new(current.1.model().clone(), current.1.threads())?;
+            *current = (pid, Arc::new(fresh));
+        }
+        Ok(current.1.clone())
+    }
+
+    /// The session's fixed facts, which a fork does not change.
+    fn any(&self) -> Arc<Session> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
 }
 
 impl PyCompiledModel {
@@ -203,14 +242,14 @@ impl PyCompiledModel {
             .detach(|| source.compile_with(&options)?.session(threads))
             .map_err(|e| errors::engine(py, e))?;
         Ok(PyCompiledModel {
-            session,
+            session: ForkSafeSession::new(session),
             source,
             args,
         })
     }
 
-    pub(crate) fn compiled(&self) -> &Arc<densebatch::CompiledModel> {
-        self.session.model()
+    pub(crate) fn compiled(&self) -> Arc<densebatch::CompiledModel> {
+        self.session.any().model().clone()
     }
 
     fn last_activation(&self) -> Activation {
@@ -236,7 +275,8 @@ impl PyCompiledModel {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let x = input_f32(x, cast)?;
         let rows = x.dims()[0];
-        let cols = self.session.output_width();
+        let session = self.session.get().map_err(|e| errors::engine(py, e))?;
+        let cols = session.output_width();
         let out = match out {
             Some(out) => check_out(out, rows, cols)?,
             None => output_f32(py, rows, cols),
@@ -249,7 +289,7 @@ impl PyCompiledModel {
                 ))
             })?;
             let (x, y) = (x.as_array(), y.as_array_mut());
-            py.detach(|| self.session.predict_into(x, y))
+            py.detach(|| session.predict_into(x, y))
                 .map_err(|e| errors::engine(py, e))?;
         }
         Ok(out)
@@ -318,23 +358,23 @@ impl PyCompiledModel {
     }
 
     #[getter]
-    fn name(&self) -> &str {
-        self.compiled().name()
+    fn name(&self) -> String {
+        self.compiled().name().to_string()
     }
 
     #[getter]
-    fn version(&self) -> &str {
-        self.compiled().version()
+    fn version(&self) -> String {
+        self.compiled().version().to_string()
     }
 
     #[getter]
     fn input_width(&self) -> usize {
-        self.session.input_width()
+        self.session.any().input_width()
     }
 
     #[getter]
     fn output_width(&self) -> usize {
-        self.session.output_width()
+        self.session.any().output_width()
     }
 
     /// The SIMD kernel chosen for this CPU: "avx512", "avx2-fma" or "portable".
@@ -345,7 +385,7 @@ impl PyCompiledModel {
 
     #[getter]
     fn threads(&self) -> usize {
-        self.session.threads()
+        self.session.any().threads()
     }
 
     /// Bytes of packed weights.

@@ -28,6 +28,8 @@ pub(crate) struct PyScheduler {
     completer: Completer,
     next_id: AtomicU64,
     future_class: Py<PyAny>,
+    /// The process that started the scheduler's threads; a forked child has none of them.
+    pid: u32,
 }
 
 #[pymethods]
@@ -50,6 +52,7 @@ impl PyScheduler {
             completer,
             next_id: AtomicU64::new(0),
             future_class,
+            pid: std::process::id(),
         })
     }
 
@@ -68,8 +71,9 @@ impl PyScheduler {
         queue_capacity: usize,
         warmup_rounds: usize,
     ) -> PyResult<()> {
+        self.check_process()?;
         let config = model_config(max_batch_size, max_wait_s, queue_capacity, warmup_rounds)?;
-        let predictor = model.compiled().clone();
+        let predictor = model.compiled();
         py.detach(|| self.inner.load(name, predictor, config))
             .map_err(|e| errors::scheduler(py, e))
     }
@@ -89,8 +93,9 @@ impl PyScheduler {
         queue_capacity: usize,
         warmup_rounds: usize,
     ) -> PyResult<()> {
+        self.check_process()?;
         let config = model_config(max_batch_size, max_wait_s, queue_capacity, warmup_rounds)?;
-        let predictor = model.compiled().clone();
+        let predictor = model.compiled();
         py.detach(|| self.inner.replace(name, predictor, config))
             .map_err(|e| errors::scheduler(py, e))
     }
@@ -131,6 +136,7 @@ impl PyScheduler {
         x: &Bound<'py, PyAny>,
         timeout_s: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_process()?;
         let x = input_f32(x, false)?;
         let mut request = Request::new(x.try_readonly()?.as_array().to_owned());
         if let Some(t) = timeout_s {
@@ -196,6 +202,18 @@ impl PyScheduler {
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) {
         self.shutdown(py);
+    }
+}
+
+impl PyScheduler {
+    fn check_process(&self) -> PyResult<()> {
+        if std::process::id() == self.pid {
+            return Ok(());
+        }
+        Err(PyRuntimeError::new_err(
+            "this Scheduler was created before a fork and its threads stayed in the parent; \
+             create a Scheduler in the child process",
+        ))
     }
 }
 
