@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use densebatch::{Reply, ReplyFuture};
+use densebatch::{Reply, ReplyFuture, ReplyHandle};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 
@@ -40,7 +40,8 @@ impl Wake for WakeById {
 /// The sending end of a completer thread.
 pub(crate) struct Completer {
     sender: Sender<Message>,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+    stopping: Mutex<bool>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Completer {
@@ -52,21 +53,36 @@ impl Completer {
             .spawn(move || run(&receiver, &wake_sender))?;
         Ok(Completer {
             sender,
-            thread: std::sync::Mutex::new(Some(thread)),
+            stopping: Mutex::new(false),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
-    /// Hands a reply over; `future` gets its result or exception exactly once.
-    pub(crate) fn add(&self, id: u64, reply: ReplyFuture, future: Py<PyAny>) {
-        if let Err(e) = self.sender.send(Message::Add(id, reply, future)) {
-            // The thread has stopped (only after `stop`): drop the reply, which cancels it.
-            drop(e);
+    /// Hands a reply over; `future` gets its result or exception exactly once. Once the thread
+    /// is stopping (a submit that raced with `shutdown`) it gives both back: the scheduler has
+    /// answered the request by then, and the caller delivers the reply itself.
+    pub(crate) fn add(
+        &self,
+        id: u64,
+        reply: ReplyHandle,
+        future: Py<PyAny>,
+    ) -> Result<(), (ReplyHandle, Py<PyAny>)> {
+        // Adds are sent under the lock that `stop` takes to send Stop, so the thread sees every
+        // accepted Add before Stop and waits for its reply.
+        let stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        if *stopping {
+            return Err((reply, future));
         }
+        let _ = self
+            .sender
+            .send(Message::Add(id, reply.into_future(), future));
+        Ok(())
     }
 
-    /// Delivers every reply still owed, then stops the thread. Call with the interpreter detached.
+    /// Delivers every reply still owed, then stops the thread. Call with the interpreter detached
+    /// and after the scheduler has shut down (so every reply owed has been sent).
     pub(crate) fn stop(&self) {
-        let _ = self.sender.send(Message::Stop);
+        self.stop_later();
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -75,7 +91,11 @@ impl Completer {
 
     /// Stops the thread once it has delivered what it owes, without waiting for it.
     pub(crate) fn stop_later(&self) {
-        let _ = self.sender.send(Message::Stop);
+        let mut stopping = self.stopping.lock().unwrap_or_else(|e| e.into_inner());
+        if !*stopping {
+            *stopping = true;
+            let _ = self.sender.send(Message::Stop);
+        }
     }
 
     /// A sender that cancels futures, for the Python done-callbacks.
@@ -149,7 +169,7 @@ fn poll_one(pending: &mut HashMap<u64, Pending>, id: u64, ready: &mut Vec<(Py<Py
     }
 }
 
-fn deliver(ready: &mut Vec<(Py<PyAny>, Reply)>) {
+pub(crate) fn deliver(ready: &mut Vec<(Py<PyAny>, Reply)>) {
     let delivered = Python::try_attach(|py| {
         for (future, reply) in ready.drain(..) {
             let future = future.bind(py);

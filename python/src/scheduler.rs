@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::input_f32;
-use crate::completer::{CancelSender, Completer};
+use crate::completer::{self, CancelSender, Completer};
 use crate::errors;
 use crate::model::PyCompiledModel;
 use crate::records;
@@ -148,8 +148,12 @@ impl PyScheduler {
             .map_err(|e| errors::submit(py, e))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let future = self.future_class.bind(py).call0()?;
-        self.completer
-            .add(id, handle.into_future(), future.clone().unbind());
+        if let Err((handle, unbound)) = self.completer.add(id, handle, future.clone().unbind()) {
+            // Accepted just before a shutdown finished: the reply is there already.
+            let reply = py.detach(|| handle.wait());
+            completer::deliver(&mut vec![(unbound, reply)]);
+            return Ok(future);
+        }
         let canceller = Canceller {
             sender: self.completer.canceller(),
             id,

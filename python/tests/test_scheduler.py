@@ -268,3 +268,35 @@ def test_shutdown_answers_every_accepted_request_once():
     assert all(f.done() for f in futures)
     assert all(f.exception(timeout=0) is None for f in futures)
     scheduler.shutdown()  # idempotent
+
+
+def test_submits_racing_shutdown_either_raise_or_complete():
+    for _ in range(5):
+        scheduler = densebatch.Scheduler(threads=2)
+        scheduler.load("m", MODEL.compile(threads=1), max_batch_size=8, queue_capacity=4096)
+        futures, refused, started = [], [], threading.Barrier(5)
+
+        def client():
+            started.wait()
+            x = rows(1, WIDTH)
+            while True:
+                try:
+                    futures.append(scheduler.submit("m", x))
+                except densebatch.ShuttingDown as e:
+                    refused.append(e.request)
+                    return
+                except densebatch.QueueFull:
+                    pass
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        started.wait()
+        scheduler.shutdown()
+        for t in threads:
+            t.join()
+        assert len(refused) == 4
+        done, not_done = concurrent.futures.wait(futures, timeout=10)
+        assert not not_done
+        assert all(f.exception() is None for f in done)
+        assert scheduler.metrics()["models"]["m"]["counters"]["completed"] == len(futures)
