@@ -286,9 +286,13 @@ impl Layer<'_, '_> {
         // sums) and stored straight into the output, ReLU applied in registers; the other
         // element-wise activations run over the stored tile while it is still in L1.
         if widths.iter().all(|&w| w == NR) {
+            // One pointer per row to the tile's columns, taken once through one borrow; each
+            // panel's pointer is an offset from it. (Slicing the row again for every panel would
+            // reborrow the whole row each time, which invalidates the pointers taken before.)
             let dst: [[*mut f32; NP]; MR] = std::array::from_fn(|i| {
-                let row = out.row_mut(r0 + i);
-                std::array::from_fn(|p| row[(p0 + p) * NR..(p0 + p + 1) * NR].as_mut_ptr())
+                let tile = out.row_mut(r0 + i)[p0 * NR..(p0 + NP) * NR].as_mut_ptr();
+                // SAFETY: `p * NR + NR <= NP * NR`, the length of the slice `tile` points into.
+                std::array::from_fn(|p| unsafe { tile.add(p * NR) })
             });
             let seed: [[*const f32; NP]; MR] = if pass.first {
                 std::array::from_fn(|_| {
