@@ -3,8 +3,9 @@
 //! it. Checked bit for bit against the naive reference on a model whose widths are not multiples
 //! of any panel width.
 
+mod common;
+
 use anyhow::Result;
-use densebatch::KernelKind;
 use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::{Array2, s};
@@ -77,7 +78,7 @@ fn awkward_widths_are_bit_identical_on_every_path() -> Result<()> {
     );
     let x = input(300, 300);
     let reference = model.predict_reference(x.view())?;
-    for kernel in KernelKind::all_supported() {
+    for kernel in common::kernels_under_test() {
         let options = [
             // The defaults: whatever paths the tuned thresholds pick.
             CompileOptions::default().kernel(kernel),
@@ -142,7 +143,7 @@ fn weights_in_huge_pages_give_the_reference_bits() -> Result<()> {
     let model = Model::random(&[700, 800, 10], Activation::Relu, Activation::Softmax, 11);
     let x = input(70, 700);
     let reference = model.predict_reference(x.view())?;
-    for kernel in KernelKind::all_supported() {
+    for kernel in common::kernels_under_test() {
         let compiled = model.compile_with(
             &CompileOptions::default().kernel(kernel).tuning(
                 Tuning::default()

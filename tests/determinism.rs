@@ -4,7 +4,6 @@
 mod common;
 
 use common::input;
-use densebatch::KernelKind;
 use densebatch::Tuning;
 use densebatch::prelude::*;
 use ndarray::{Array2, s};
@@ -73,7 +72,7 @@ fn large_batches_and_every_thread_count_agree_bit_for_bit() {
         .unwrap()
         .predict(x.slice(s![..1, ..]))
         .unwrap();
-    for kernel in KernelKind::all_supported() {
+    for kernel in common::kernels_under_test() {
         let m = model
             .compile_with(&CompileOptions::default().kernel(kernel))
             .unwrap();

@@ -142,9 +142,14 @@ impl Model {
     /// assert_eq!(back, model);
     /// // Bit for bit, not just equal as floats.
     /// assert_eq!(back.to_bytes(), (spec_json.clone(), weights.clone()));
-    /// // Weights cut short are refused before anything is allocated.
-    /// let err = Model::from_bytes(&spec_json, &weights[..weights.len() / 2]).unwrap_err();
-    /// assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    /// // Weights shorter than the spec's (5·7 + 7 + 7·3 + 3) · 4 = 264 bytes are refused before
+    /// // anything is parsed or allocated, naming the first layer they cannot hold.
+    /// let err = Model::from_bytes(&spec_json, &weights[..200]).unwrap_err();
+    /// assert!(matches!(err, Error::TooLarge { layer: 1, needed: 264, .. }), "{err}");
+    /// // A damaged file is a format error.
+    /// let mut damaged = weights.clone();
+    /// damaged[0] ^= 0x40;
+    /// assert!(matches!(Model::from_bytes(&spec_json, &damaged), Err(Error::Format { .. })));
     /// # Ok::<(), densebatch::Error>(())
     /// ```
     ///

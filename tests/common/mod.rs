@@ -166,3 +166,41 @@ pub fn read_npy_f32(path: &Path) -> ArrayD<f32> {
     let shape: Vec<usize> = file.shape().iter().map(|&d| d as usize).collect();
     ArrayD::from_shape_vec(shape, file.into_vec::<f32>().unwrap()).unwrap()
 }
+
+/// The kernels the kernel-looping tests run: every kernel this CPU supports, or, when the
+/// environment variable `DENSEBATCH_TEST_KERNELS` is set, those of them it names (comma-separated
+/// [`densebatch::KernelKind::name`]s, e.g. `portable,avx2-fma` for a run under valgrind, which
+/// has no AVX-512).
+///
+/// # Panics
+/// When the variable names a kernel that does not exist, or none that this CPU supports.
+pub fn kernels_under_test() -> Vec<densebatch::KernelKind> {
+    let supported = densebatch::KernelKind::all_supported();
+    let Ok(names) = std::env::var("DENSEBATCH_TEST_KERNELS") else {
+        return supported;
+    };
+    let all = [
+        densebatch::KernelKind::Portable,
+        densebatch::KernelKind::Avx2Fma,
+        densebatch::KernelKind::Avx512,
+    ];
+    let wanted: Vec<_> = names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            *all.iter()
+                .find(|k| k.name() == n)
+                .unwrap_or_else(|| panic!("DENSEBATCH_TEST_KERNELS: no kernel named `{n}`"))
+        })
+        .collect();
+    let chosen: Vec<_> = supported
+        .into_iter()
+        .filter(|k| wanted.contains(k))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "DENSEBATCH_TEST_KERNELS={names} names no kernel this CPU supports"
+    );
+    chosen
+}
