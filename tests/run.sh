@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: makes the reference models the parity and ONNX tests need
 # (once; Python 3 with pip), then the whole Rust suite with every feature, then the Python
-# package's suite. Extra arguments go to `cargo test`.
+# suites: the Python package (python/tests) and the network server against real clients
+# (tests/server). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,13 +18,25 @@ fi
 export CI=true
 cargo test --all-features "$@"
 
-# The Python package (python/): its test requirements into target/py-venv (again only when they
-# change), the package built in place (maturin develop), then pytest.
-venv=target/py-venv
-if ! cmp -s python/requirements-test.txt "$venv/requirements-test.txt" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r python/requirements-test.txt
-  cp python/requirements-test.txt "$venv/requirements-test.txt"
-fi
-(cd python && VIRTUAL_ENV="$PWD/../$venv" "../$venv/bin/maturin" develop -q)
-"$venv/bin/python" -m pytest python/tests -q -p no:cacheprovider
+# A venv under target/ with pinned requirements, made again only when they change.
+venv_for() {
+  local venv=$1 requirements=$2
+  if ! cmp -s "$requirements" "$venv/requirements.txt" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
+  fi
+}
+
+# The Python package (python/): built in place (maturin develop), then pytest.
+venv_for target/py-venv python/requirements-test.txt
+(cd python && VIRTUAL_ENV="$PWD/../target/py-venv" ../target/py-venv/bin/maturin develop -q)
+target/py-venv/bin/python -m pytest python/tests -q -p no:cacheprovider
+
+# The network server against real clients from PyPI (tritonclient, the kserve SDK), on 127.0.0.1,
+# with the binary the Rust tests just built (features cli + server). Bounded: each server start,
+# request and shutdown has a timeout.
+cargo build --all-features --bin densebatch
+venv_for target/server-venv tests/server/requirements.txt
+(cd tests/server && DENSEBATCH_BIN="$PWD/../../target/debug/densebatch" \
+  ../../target/server-venv/bin/python -m pytest -q -p no:cacheprovider)
