@@ -27,6 +27,7 @@ Engines
   py     densebatch's Python package in this process (`--engines ort,py`; install it into the venv
          first: `target/compare-venv/bin/pip install python/`), timed around `model.predict(x)` as
          ort is around `session.run`: the ratio py/ort includes both bindings' call overheads.
+         `py-twin` is the same engine again, the A/A control for py.
   ort-proc with --ort-process, ONNX Runtime behind the same protocol (ort_process.py): a fresh process
          per block, as ours is. ort-proc/ort shows what that costs an engine.
 """
@@ -177,7 +178,7 @@ def bench_model(args, name, log):
     in_process = {}
     for engine in [e for e in args.engines.split(",") if e]:
         for t in threads:
-            runner = {"ort": OrtRunner, "numpy": NumpyRunner, "py": PyRunner}[engine](folder, manifest, t)
+            runner = {"ort": OrtRunner, "numpy": NumpyRunner, "py": PyRunner, "py-twin": PyRunner}[engine](folder, manifest, t)
             # Every engine must compute the model before its time counts.
             x_check = np.load(os.path.join(folder, "x_check.npy"))
             y_check = np.load(os.path.join(folder, "y_check.npy"))
@@ -228,8 +229,8 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "twin", "py", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
-    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("py", "ort"), ("ort-proc", "ort"))
+    engines = [e for e in ("ours", "twin", "py", "py-twin", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
+    ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("py", "ort"), ("py", "py-twin"), ("ort-proc", "ort"))
               if a in engines and b in engines]
     head = ["model", "batch"] + [f"{e} t{t} (samples/s)" for e in engines for t in threads]
     head += [f"{a}/{b} t{t}" for a, b in ratios for t in threads]
