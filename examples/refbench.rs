@@ -1,10 +1,12 @@
 //! The external-engine protocol of the reference comparison harness:
 //!
 //! ```text
-//! refbench MODEL_DIR BATCH THREADS REPS WARMUP
+//! refbench MODEL_DIR BATCH THREADS REPS WARMUP [PRECISION]
 //! ```
 //!
-//! Loads the model (our format or the harness's `manifest.json` + `.npy` layout), compiles it,
+//! Loads the model (our format or the harness's `manifest.json` + `.npy` layout), compiles it
+//! with its weights in PRECISION (`f32`, the default, `bf16` or `int8`, so that the harness can
+//! time each precision as an engine of its own),
 //! runs WARMUP untimed and REPS timed `predict_batch` calls on a pool of THREADS, and prints
 //! `{"lat_ns": [...]}` as the last line of stdout.
 //!
@@ -33,8 +35,10 @@ const MIN_WARMUP: Duration = Duration::from_millis(300);
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [model_dir, batch, threads, reps, warmup] = args.as_slice() else {
-        bail!("usage: refbench MODEL_DIR BATCH THREADS REPS WARMUP");
+    let (model_dir, batch, threads, reps, warmup, precision) = match args.as_slice() {
+        [m, b, t, r, w] => (m, b, t, r, w, Precision::F32),
+        [m, b, t, r, w, p] => (m, b, t, r, w, p.parse().context("PRECISION")?),
+        _ => bail!("usage: refbench MODEL_DIR BATCH THREADS REPS WARMUP [f32|bf16|int8]"),
     };
     let batch: usize = batch.parse().context("BATCH")?;
     let threads: usize = threads.parse().context("THREADS")?;
@@ -42,7 +46,7 @@ fn main() -> Result<()> {
     let warmup: usize = warmup.parse().context("WARMUP")?;
 
     let model = Model::load(model_dir)?;
-    let compiled = model.compile()?;
+    let compiled = model.compile_with(&CompileOptions::default().precision(precision))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;

@@ -35,11 +35,14 @@
 //! the bias: `acc = b[n]; for k in 0..K { acc = fma(x[k], W[k, n], acc) }`. Work is split across
 //! threads by rows (and, for small batches, by output columns), never inside that chain, so the
 //! result bits do not depend on the batch size, the sample's position or the thread count.
+//! Weights may be stored in bf16 or int8 ([`Precision`], [`CompileOptions::precision`]); each
+//! precision defines its own chain (see [`Precision`]) and keeps the promise within itself.
 
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(unsafe_op_in_unsafe_fn, missing_debug_implementations, unreachable_pub)]
 
+mod accuracy;
 mod activation;
 mod alloc_count;
 mod error;
@@ -60,10 +63,11 @@ mod workspace;
 pub use ndarray;
 pub use rayon;
 
+pub use accuracy::OutputError;
 pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
 pub use error::{Error, Origin, Result};
-pub use kernels::KernelKind;
+pub use kernels::{KernelKind, ParsePrecisionError, Precision};
 pub use model::{LayerSpec, LayerWeights, Model, ModelSpec};
 pub use onnx::{import_onnx, import_onnx_bytes};
 pub use plan::{CompileOptions, CompiledModel, NonFiniteInput, Tuning};
@@ -83,7 +87,7 @@ pub use workspace::Workspace;
 pub mod prelude {
     pub use crate::{
         Activation, CompileOptions, CompiledModel, Error, KernelKind, Model, NonFiniteInput,
-        Predictor, Session, Workspace, predict_batch,
+        Precision, Predictor, Session, Workspace, predict_batch,
     };
 }
 

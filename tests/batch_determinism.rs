@@ -156,3 +156,70 @@ fn weights_in_huge_pages_give_the_reference_bits() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn every_precision_is_bit_identical_on_every_kernel_and_path() -> Result<()> {
+    let model = Model::random(
+        &[300, 257, 129, 7],
+        Activation::Relu,
+        Activation::Softmax,
+        13,
+    );
+    let x = input(300, 300);
+    for precision in [Precision::Bf16, Precision::Int8] {
+        let reference = model.predict_reference_with(x.view(), precision)?;
+        // Not the f32 bits: the precision changes the result, by a little.
+        let f32_reference = model.predict_reference(x.view())?;
+        assert_ne!(reference, f32_reference, "{precision}");
+        assert!(
+            (&reference - &f32_reference).iter().all(|d| d.abs() < 0.05),
+            "{precision}"
+        );
+        for kernel in KernelKind::all_supported() {
+            for option in [
+                CompileOptions::default().kernel(kernel),
+                CompileOptions::default()
+                    .kernel(kernel)
+                    .block_rows(13)
+                    .tuning(
+                        Tuning::default()
+                            .parallel_min_flops(1)
+                            .split_min_flops(1)
+                            .column_split_rows_per_thread(8)
+                            .prefetch_weights(true),
+                    ),
+            ] {
+                let compiled = model.compile_with(&option.precision(precision))?;
+                assert_eq!(compiled.precision(), precision);
+                check_batches(&compiled, &reference, &x, &lens());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Dynamic int8 schemes that quantise activations with one scale per batch give a row a result
+/// that depends on its batch-mates; int8 weights with f32 activations must not.
+#[test]
+fn an_int8_row_does_not_depend_on_its_batch_mates() -> Result<()> {
+    let model = Model::random(&[64, 96, 10], Activation::Relu, Activation::Identity, 21);
+    let compiled = model.compile_with(&CompileOptions::default().precision(Precision::Int8))?;
+    let row = input(1, 64);
+    let alone = compiled.predict(row.view())?;
+    for scale in [1e-3f32, 1.0, 1e3] {
+        for mates in [1, 7, 40] {
+            let mut batch = input(mates + 1, 64).mapv(|v| v * scale);
+            batch.row_mut(mates / 2).assign(&row.row(0));
+            let y = compiled.predict(batch.view())?;
+            let got = y.row(mates / 2);
+            assert!(
+                got.iter()
+                    .zip(alone.row(0))
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "batch-mates ×{scale}, {mates} of them: {got} vs alone {}",
+                alone.row(0)
+            );
+        }
+    }
+    Ok(())
+}

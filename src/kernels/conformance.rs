@@ -3,7 +3,8 @@
 //! Adding a kernel means adding one line to the `conformance!` list below. Each check also runs
 //! the layer split by columns (as two threads would), which must give the same bits. A kind's
 //! narrow-panel instantiations (layers at most 8 wide, 16 on AVX-512) run wherever `n` is that
-//! small.
+//! small. Every kernel runs in every [`Precision`], against the reference of that precision
+//! (`dense_reference_precision`).
 
 use std::io::Write;
 use std::sync::{Mutex, PoisonError};
@@ -11,9 +12,9 @@ use std::sync::{Mutex, PoisonError};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
-use super::{KernelKind, PackedWeights, Rows, RowsMut};
+use super::{KernelKind, PackedWeights, Precision, Rows, RowsMut};
 use crate::Activation;
-use crate::kernels::reference::dense_reference;
+use crate::kernels::reference::dense_reference_precision;
 
 fn data(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
     // A cheap deterministic generator with varied signs and magnitudes.
@@ -30,6 +31,16 @@ pub(crate) enum Candidate {
     /// The AVX-512 kernel's source, panel widths and tile height compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     Avx2FmaWide,
+}
+
+/// A kernel under test with the precision its weights are packed in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject(pub(crate) Candidate, pub(crate) Precision);
+
+impl From<Candidate> for Subject {
+    fn from(kernel: Candidate) -> Self {
+        Subject(kernel, Precision::F32)
+    }
 }
 
 impl Candidate {
@@ -75,7 +86,21 @@ impl Candidate {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `check` runs only supported candidates, and this one needs AVX2 + FMA.
             Candidate::Avx2FmaWide => unsafe {
-                super::x86::dense_avx2_fma_wide(x, w, col0, bias, act, out, 128)
+                match w.precision() {
+                    Precision::F32 => {
+                        super::x86::dense_avx2_fma_wide(x, w, col0, bias, act, out, 128)
+                    }
+                    precision => super::x86_widened::dense_avx2_fma_wide(
+                        x,
+                        w,
+                        col0,
+                        bias,
+                        act,
+                        out,
+                        128,
+                        precision == Precision::Int8,
+                    ),
+                }
             },
         }
     }
@@ -85,7 +110,7 @@ impl Candidate {
 /// asserts bit equality with the reference. Returns whether it ran: a kernel this CPU cannot run
 /// is skipped, and said so (see [`report_skip`]).
 pub(crate) fn check(
-    kernel: Candidate,
+    kernel: impl Into<Subject>,
     m: usize,
     k: usize,
     n: usize,
@@ -97,12 +122,13 @@ pub(crate) fn check(
 
 /// As [`check`] with a given input; NaN outputs must be NaN in both.
 pub(crate) fn check_input(
-    kernel: Candidate,
+    subject: impl Into<Subject>,
     x: Array2<f32>,
     n: usize,
     act: Activation,
     seed: u64,
 ) -> bool {
+    let Subject(kernel, precision) = subject.into();
     if !kernel.supported() {
         report_skip(kernel);
         return false;
@@ -110,10 +136,11 @@ pub(crate) fn check_input(
     let (m, k) = x.dim();
     let w = data(k, n, seed + 1);
     let b = Array1::from_iter((0..n).map(|j| j as f32 * 0.01 - 0.3));
-    let expected = dense_reference(x.view(), w.view(), Some(b.view()), act);
+    let expected = dense_reference_precision(x.view(), w.view(), Some(b.view()), act, precision);
     let nr = kernel.panel_width(n);
     // Prefetching is a hint: half the seeds run with it, and the bits must not change.
-    let packed = PackedWeights::pack(w.view(), nr, seed % 3 == 1).with_prefetch(seed % 2 == 1);
+    let packed = PackedWeights::pack_precision(w.view(), nr, seed % 3 == 1, precision)
+        .with_prefetch(seed % 2 == 1);
     // Rows with a stride wider than k, and an output with a stride wider than n, as in a workspace.
     let (xs, os) = (k + 3, n + 5);
     let mut xbuf = vec![f32::NAN; m * xs];
@@ -138,7 +165,7 @@ pub(crate) fn check_input(
                 let (got, want) = (obuf[r * os + c], expected[[r, c]]);
                 assert!(
                     got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "{kernel:?} m={m} k={k} n={n} {act:?} split={split}: [{r},{c}] = {got}, reference {want}"
+                    "{kernel:?} {precision} m={m} k={k} n={n} {act:?} split={split}: [{r},{c}] = {got}, reference {want}"
                 );
             }
         }
@@ -252,9 +279,17 @@ conformance! {
     portable => Candidate::Kind(KernelKind::Portable),
     avx2_fma => Candidate::Kind(KernelKind::Avx2Fma),
     avx512 => Candidate::Kind(KernelKind::Avx512),
+    portable_bf16 => Subject(Candidate::Kind(KernelKind::Portable), Precision::Bf16),
+    avx2_fma_bf16 => Subject(Candidate::Kind(KernelKind::Avx2Fma), Precision::Bf16),
+    avx512_bf16 => Subject(Candidate::Kind(KernelKind::Avx512), Precision::Bf16),
+    portable_int8 => Subject(Candidate::Kind(KernelKind::Portable), Precision::Int8),
+    avx2_fma_int8 => Subject(Candidate::Kind(KernelKind::Avx2Fma), Precision::Int8),
+    avx512_int8 => Subject(Candidate::Kind(KernelKind::Avx512), Precision::Int8),
 }
 
 #[cfg(target_arch = "x86_64")]
 conformance! {
     avx2_fma_wide => Candidate::Avx2FmaWide,
+    avx2_fma_wide_bf16 => Subject(Candidate::Avx2FmaWide, Precision::Bf16),
+    avx2_fma_wide_int8 => Subject(Candidate::Avx2FmaWide, Precision::Int8),
 }

@@ -9,12 +9,17 @@ mod matrix;
 #[cfg(target_arch = "x86_64")]
 mod narrow_avx512;
 mod packed;
+pub(crate) mod precision;
 pub(crate) mod reference;
+mod widened;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_widened;
 
 pub(crate) use matrix::{Rows, RowsMut};
 pub(crate) use packed::PackedWeights;
+pub use precision::{ParsePrecisionError, Precision};
 
 use crate::Activation;
 
@@ -147,6 +152,9 @@ impl KernelKind {
         assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
         self.assert_supported();
         let kc = Self::kc(w.nr());
+        if w.precision() != Precision::F32 {
+            return widened::dense_columns(self, x, w, col0, bias, activation, out, kc);
+        }
         match self {
             KernelKind::Portable => {
                 generic::dense_tiled::<generic::Portable8, 16, 2, { generic::MR_MAX_16_REGISTERS }>(

@@ -3,15 +3,21 @@
 use ndarray::ArrayView2;
 
 use super::buffer::WeightBuffer;
+use super::precision::{Precision, bf16_bits, quantize_int8};
 
 /// A `[k, n]` weight matrix cut into column panels `nr` wide. Panel `p` holds, for each
 /// `kk` in `0..k`, the `nr` weights `W[kk, p*nr .. p*nr+nr]` contiguously; the last panel is
-/// zero-padded. A kernel's inner loop therefore reads one panel front to back.
+/// zero-padded. A kernel's inner loop therefore reads one panel front to back. The elements are
+/// `f32`, bf16 bits (`u16`) or int8 codes (`i8`) with one scale per column, per [`Precision`];
+/// in every case they live in the `f32`-typed [`WeightBuffer`], reinterpreted.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PackedWeights {
     k: usize,
     n: usize,
     nr: usize,
+    precision: Precision,
+    /// The int8 scale of each of the `n` columns (empty in other precisions).
+    scales: Vec<f32>,
     data: WeightBuffer,
     /// Whether kernels prefetch the next panel (for weights streamed from DRAM).
     prefetch: bool,
@@ -41,6 +47,67 @@ impl PackedWeights {
             k,
             n,
             nr,
+            precision: Precision::F32,
+            scales: Vec::new(),
+            data,
+            prefetch: false,
+        }
+    }
+
+    /// Packs `w` in `nr`-wide panels in `precision` (rounded or quantised as [`Precision`]
+    /// defines), in huge pages if `huge_pages`.
+    pub(crate) fn pack_precision(
+        w: ArrayView2<'_, f32>,
+        nr: usize,
+        huge_pages: bool,
+        precision: Precision,
+    ) -> Self {
+        match precision {
+            Precision::F32 => Self::pack(w, nr, huge_pages),
+            Precision::Bf16 => {
+                Self::pack_elements(w.mapv(bf16_bits).view(), nr, huge_pages, precision, vec![])
+            }
+            Precision::Int8 => {
+                let (q, scales) = quantize_int8(w);
+                Self::pack_elements(q.view(), nr, huge_pages, precision, scales)
+            }
+        }
+    }
+
+    /// Packs already-converted elements (bf16 bits or int8 codes) as [`Self::pack`] does.
+    fn pack_elements<E: bytemuck::Pod>(
+        w: ArrayView2<'_, E>,
+        nr: usize,
+        huge_pages: bool,
+        precision: Precision,
+        scales: Vec<f32>,
+    ) -> Self {
+        assert!(nr > 0);
+        assert_eq!(size_of::<E>(), precision.bytes_per_weight());
+        let (k, n) = w.dim();
+        let panels = n.div_ceil(nr);
+        let elements = panels * k * nr;
+        let mut data = WeightBuffer::zeroed((elements * size_of::<E>()).div_ceil(4), huge_pages);
+        let all: &mut [E] = bytemuck::cast_slice_mut(&mut data[..]);
+        for (p, panel) in all
+            .chunks_exact_mut((k * nr).max(1))
+            .take(panels)
+            .enumerate()
+        {
+            let c0 = p * nr;
+            let width = nr.min(n - c0);
+            for kk in 0..k {
+                for c in 0..width {
+                    panel[kk * nr + c] = w[[kk, c0 + c]];
+                }
+            }
+        }
+        PackedWeights {
+            k,
+            n,
+            nr,
+            precision,
+            scales,
             data,
             prefetch: false,
         }
@@ -72,16 +139,41 @@ impl PackedWeights {
         self.nr
     }
 
-    /// Panel `p`: `k * nr` floats.
+    /// Panel `p`: `k * nr` floats (`F32` weights only).
     #[inline]
     pub(crate) fn panel(&self, p: usize) -> &[f32] {
+        debug_assert_eq!(self.precision, Precision::F32);
         let len = self.k * self.nr;
         &self.data[p * len..(p + 1) * len]
     }
 
-    /// Bytes held.
+    /// Panel `p`: `k * nr` elements of the precision's storage type (`E` must be it: `f32`,
+    /// `u16` for bf16, `i8` for int8).
+    ///
+    /// # Panics
+    /// If `E` is not as wide as the stored elements.
+    #[inline]
+    pub(crate) fn panel_elements<E: bytemuck::Pod>(&self, p: usize) -> &[E] {
+        assert_eq!(size_of::<E>(), self.precision.bytes_per_weight());
+        let len = self.k * self.nr;
+        let all: &[E] = bytemuck::cast_slice(&self.data[..]);
+        &all[p * len..(p + 1) * len]
+    }
+
+    /// The precision the elements are stored in.
+    pub(crate) fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The int8 scale of each column (empty unless the precision is int8).
+    pub(crate) fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Bytes held: the packed elements (padding included) and the scales.
     pub(crate) fn bytes(&self) -> usize {
-        self.data.len() * 4
+        self.n.div_ceil(self.nr) * self.k * self.nr * self.precision.bytes_per_weight()
+            + 4 * self.scales.len()
     }
 }
 
@@ -100,5 +192,24 @@ mod tests {
             &[0.0, 1.0, 2.0, 3.0, 10.0, 11.0, 12.0, 13.0]
         );
         assert_eq!(&p.panel(1)[..8], &[4.0, 0.0, 0.0, 0.0, 14.0, 0.0, 0.0, 0.0]);
+        assert_eq!(p.bytes(), 2 * 3 * 4 * 4);
+    }
+
+    #[test]
+    fn low_precision_panels_hold_the_converted_elements_in_the_same_layout() {
+        let w = Array2::from_shape_fn((3, 5), |(i, j)| (10 * i + j) as f32 - 12.0);
+        let b = PackedWeights::pack_precision(w.view(), 4, false, Precision::Bf16);
+        assert_eq!(b.bytes(), 2 * 3 * 4 * 2);
+        let bits: &[u16] = b.panel_elements(1);
+        assert_eq!(bits[0], bf16_bits(-8.0));
+        assert_eq!(&bits[1..4], &[0, 0, 0]);
+        assert_eq!(bits[4], bf16_bits(2.0));
+        let q = PackedWeights::pack_precision(w.view(), 4, false, Precision::Int8);
+        assert_eq!(q.bytes(), 2 * 3 * 4 + 5 * 4);
+        assert_eq!(q.scales().len(), 5);
+        assert_eq!(q.scales()[0], 12.0 / 127.0);
+        let codes: &[i8] = q.panel_elements(0);
+        assert_eq!(&codes[..4], &[-127, -127, -127, -104]);
+        assert_eq!(&codes[8..12], &[85, 104, 127, 127]);
     }
 }

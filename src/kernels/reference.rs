@@ -4,6 +4,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
+use super::precision::{Precision, effective_weights};
 use crate::Activation;
 
 /// One dense layer by naive loops: `act(x · w + b)`, with `w` of shape `[k, n]`.
@@ -33,6 +34,33 @@ pub(crate) fn dense_reference(
                 .as_slice_mut()
                 .expect("fresh array is contiguous"),
         );
+    }
+    out
+}
+
+/// One dense layer with weights in `precision`, by naive loops: the arithmetic
+/// [`Precision`] defines (bf16: [`dense_reference`] on the rounded weights; int8: the chain over
+/// the codes from zero, then `fma(acc, s[n], b[n])`, then the activation).
+///
+/// # Panics
+/// If the shapes disagree.
+pub(crate) fn dense_reference_precision(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    bias: Option<ArrayView1<'_, f32>>,
+    activation: Activation,
+    precision: Precision,
+) -> Array2<f32> {
+    let (w, scales) = effective_weights(w, precision);
+    let Some(scales) = scales else {
+        return dense_reference(x, w.view(), bias, activation);
+    };
+    let mut out = dense_reference(x, w.view(), None, Activation::Identity);
+    for mut row in out.rows_mut() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = v.mul_add(scales[j], bias.map_or(0.0, |b| b[j]));
+        }
+        activation.apply_row(row.as_slice_mut().expect("fresh array is contiguous"));
     }
     out
 }

@@ -229,6 +229,20 @@ impl Model {
     /// # Errors
     /// [`Error::InputWidth`] if `x` has the wrong number of columns.
     pub fn predict_reference(&self, x: ndarray::ArrayView2<'_, f32>) -> Result<Array2<f32>> {
+        self.predict_reference_with(x, crate::Precision::F32)
+    }
+
+    /// Runs `x` through the naive reference loops with the weights in `precision`, as
+    /// [`crate::Precision`] defines them: what a model compiled in that precision must return,
+    /// bit for bit, on every kernel.
+    ///
+    /// # Errors
+    /// [`Error::InputWidth`] if `x` has the wrong number of columns.
+    pub fn predict_reference_with(
+        &self,
+        x: ndarray::ArrayView2<'_, f32>,
+        precision: crate::Precision,
+    ) -> Result<Array2<f32>> {
         if x.ncols() != self.spec.input_width {
             return Err(Error::InputWidth {
                 expected: self.spec.input_width,
@@ -237,11 +251,12 @@ impl Model {
         }
         let mut h = x.to_owned();
         for (ls, lw) in self.spec.layers.iter().zip(&self.layers) {
-            h = crate::kernels::reference::dense_reference(
+            h = crate::kernels::reference::dense_reference_precision(
                 h.view(),
                 lw.weight.view(),
                 lw.bias.as_ref().map(|b| b.view()),
                 ls.activation,
+                precision,
             );
         }
         Ok(h)

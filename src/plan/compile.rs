@@ -3,7 +3,7 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, PackedWeights};
+use crate::kernels::{KernelKind, PackedWeights, Precision};
 use crate::model::Model;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
 use crate::plan::tuning::{
@@ -50,6 +50,7 @@ pub struct CompiledModel {
     pub(crate) max_width: usize,
     pub(crate) layers: Vec<CompiledLayer>,
     pub(crate) kernel: KernelKind,
+    pub(crate) precision: Precision,
     pub(crate) block_rows: usize,
     pub(crate) non_finite_input: NonFiniteInput,
     pub(crate) parallel_min_rows: usize,
@@ -97,7 +98,12 @@ impl Model {
             .chain([spec.input_width])
             .max()
             .unwrap_or(1);
-        let weight_bytes: usize = self.layers().iter().map(|l| 4 * l.weight.len()).sum();
+        let precision = options.precision;
+        let weight_bytes: usize = self
+            .layers()
+            .iter()
+            .map(|l| precision.bytes_per_weight() * l.weight.len())
+            .sum();
         let l2_rows = (BLOCK_BYTES / (8 * max_width)).clamp(16, 256);
         let streamed = weight_bytes > STREAMED_WEIGHT_BYTES;
         let block_rows = options
@@ -113,10 +119,11 @@ impl Model {
             .iter()
             .zip(self.layers())
             .map(|(ls, lw)| CompiledLayer {
-                weights: PackedWeights::pack(
+                weights: PackedWeights::pack_precision(
                     lw.weight.view(),
                     kernel.panel_width(ls.output),
                     tuning.huge_pages.unwrap_or(streamed),
+                    precision,
                 )
                 .with_prefetch(tuning.prefetch_weights.unwrap_or(streamed)),
                 bias: lw
@@ -134,6 +141,7 @@ impl Model {
             max_width,
             layers,
             kernel,
+            precision,
             block_rows,
             non_finite_input: options.non_finite_input,
             parallel_min_rows: rows_for(tuning.parallel_min_flops, flops_per_sample),
@@ -194,12 +202,17 @@ impl CompiledModel {
         self.kernel
     }
 
+    /// The precision the weights are stored in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// Rows per block (the workspace's height).
     pub fn block_rows(&self) -> usize {
         self.block_rows
     }
 
-    /// Bytes of packed weights.
+    /// Bytes of packed weights in their precision (padding, int8 scales and biases included).
     pub fn weight_bytes(&self) -> usize {
         self.layers
             .iter()

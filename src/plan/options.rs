@@ -1,7 +1,7 @@
 //! What a caller may choose when compiling a model: [`CompileOptions`] for everyone, [`Tuning`]
 //! for experts who measured their own machine.
 
-use crate::kernels::KernelKind;
+use crate::kernels::{KernelKind, Precision};
 use crate::plan::tuning;
 
 /// What to do with NaN or infinite inputs.
@@ -34,6 +34,7 @@ pub struct CompileOptions {
     pub(crate) kernel: Option<KernelKind>,
     pub(crate) block_rows: Option<usize>,
     pub(crate) non_finite_input: NonFiniteInput,
+    pub(crate) precision: Precision,
     pub(crate) tuning: Tuning,
 }
 
@@ -54,6 +55,14 @@ impl CompileOptions {
     /// Sets the NaN/Inf input policy (default [`NonFiniteInput::Reject`]).
     pub fn non_finite_input(mut self, policy: NonFiniteInput) -> Self {
         self.non_finite_input = policy;
+        self
+    }
+
+    /// Stores the weights in this precision (default [`Precision::F32`]): bf16 halves and int8
+    /// quarters the bytes each call streams, at the accuracy `densebatch inspect --precision`
+    /// reports. Results are bit-reproducible within a precision, not across them.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 

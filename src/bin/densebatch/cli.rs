@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use densebatch::Precision;
 use serde::Serialize;
 
 /// Run, inspect, import and serve dense models with densebatch.
@@ -104,6 +105,9 @@ pub struct DigitsArgs {
     /// Worker threads (default: the available cores).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
+    /// Weight precision: f32, bf16 or int8 (see `densebatch inspect --precision`).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// `densebatch run`.
@@ -130,6 +134,9 @@ pub struct RunArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Weight precision: f32, bf16 or int8 (see `densebatch inspect --precision`).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// `densebatch inspect`.
@@ -140,6 +147,14 @@ pub struct InspectArgs {
     /// Thread budget to report (default: the available cores).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
+    /// Weight precision: f32, bf16 or int8. Other than f32, also measures its accuracy: against
+    /// the float64 check vectors and labelled test data in the model's folder (where present)
+    /// and against f32 on random rows.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// Random standard-normal rows for the accuracy comparison with f32.
+    #[arg(long, default_value = "10000")]
+    pub rows: usize,
 }
 
 /// `densebatch import`.

@@ -39,18 +39,19 @@ pub fn run(args: &DigitsArgs) -> Result<()> {
 
     let threads = thread_budget(args.threads);
     let batch = args.batch.get();
-    let compiled = compile(&model)?;
+    let compiled = compile(&model, args.precision)?;
     let mut runner = BatchRunner::new(&compiled, threads)?;
     let mut probabilities = Array2::<f32>::zeros((rows, compiled.output_width()));
     let scratch = runner.workspace_bytes();
 
     println!(
-        "model        {} {} ({}), {} layers, kernel {}",
+        "model        {} {} ({}), {} layers, kernel {}, {} weights",
         compiled.name(),
         compiled.version(),
         spec_path.display(),
         model.spec().layers.len(),
-        compiled.kernel().name()
+        compiled.kernel().name(),
+        compiled.precision()
     );
     println!(
         "data         {} held-out samples of {} features ({})",

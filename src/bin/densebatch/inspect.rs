@@ -3,7 +3,9 @@
 use anyhow::Result;
 
 use crate::cli::{InspectArgs, thread_budget};
-use densebatch::{Predictor, Split};
+use densebatch::{Precision, Predictor, Split};
+
+use crate::accuracy;
 
 use crate::model_source::{compile, load_model};
 use crate::stats::fmt_bytes;
@@ -11,7 +13,7 @@ use crate::stats::fmt_bytes;
 pub fn run(args: &InspectArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let spec = model.spec();
-    let compiled = compile(&model)?;
+    let compiled = compile(&model, args.precision)?;
     let threads = thread_budget(args.threads);
 
     println!("model         {} {}", spec.name, spec.version);
@@ -44,8 +46,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         fmt_bytes(4 * spec.param_count())
     );
     println!(
-        "packed bytes  {} (weights packed for the kernel)",
-        fmt_bytes(compiled.weight_bytes() as u64)
+        "packed bytes  {} (weights packed for the kernel in {})",
+        fmt_bytes(compiled.weight_bytes() as u64),
+        compiled.precision()
     );
     println!("FLOPs/sample  {}", spec.flops_per_sample());
     println!(
@@ -79,5 +82,9 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         fmt_bytes(compiled.workspace_bytes() as u64),
         fmt_bytes((compiled.workspace_bytes() * threads) as u64)
     );
+    if args.precision != Precision::F32 {
+        println!();
+        accuracy::report(&model, &args.model, args.precision, args.rows, threads)?;
+    }
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! (`manifest.json` + `.npy`) or an `.onnx` file. Errors are one line naming the file, layer or
 //! argument, and the exit status is non-zero.
 
+mod accuracy;
 mod batch_alloc;
 mod batch_runner;
 mod cli;

@@ -21,7 +21,7 @@ const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 pub fn run(args: &RunArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let compiled = compile(&model)?;
+    let compiled = compile(&model, args.precision)?;
     let mut source = open_source(&args.input, args.tensor.as_deref())?;
     let input = args.input.display();
     ensure!(
@@ -101,11 +101,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
 
     println!(
-        "model        {} ({} → {}), kernel {}",
+        "model        {} ({} → {}), kernel {}, {} weights",
         compiled.name(),
         in_width,
         out_width,
-        compiled.kernel().name()
+        compiled.kernel().name(),
+        compiled.precision()
     );
     match &args.output {
         Some(path) => println!(

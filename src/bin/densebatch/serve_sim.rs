@@ -207,7 +207,7 @@ fn load_models(paths: &[impl AsRef<Path>], seed: u64) -> Result<Vec<Served>> {
     for (i, path) in paths.iter().enumerate() {
         let path = path.as_ref();
         let model = load_model(path).with_context(|| path.display().to_string())?;
-        let compiled = compile(&model)?;
+        let compiled = compile(&model, densebatch::Precision::F32)?;
         // The same model twice is served as two models with distinct names.
         let base = compiled.name().to_string();
         let mut name = base.clone();

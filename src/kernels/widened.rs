@@ -1,0 +1,411 @@
+//! The dense-layer kernel for bf16 and int8 weights: the panels hold 2- or 1-byte elements,
+//! widened exactly to `f32` in registers (bf16: a 16-bit shift; int8: a sign extension and an
+//! exact integer-to-float conversion), and every output is still one FMA chain in `k` order (see
+//! [`super::precision::Precision`] for what each precision computes). Written once against
+//! [`Widen`] and compiled per instruction set and panel width, like `super::generic`, whose tile
+//! layout it follows: few rows run one tile over several panels (enough independent
+//! accumulators), more rows run panel by panel in tiles of up to `MR_MAX` rows.
+//!
+//! Each tile accumulates in registers loaded from and stored to a small array on the stack,
+//! seeded from the bias (bf16), zero (int8) or the running sums of the previous K-block; the
+//! last K-block applies the int8 epilogue `fma(acc, s[n], b[n])` and the activation while the
+//! tile is in L1. The copies cost one store and load per output per K-block, nothing next to a
+//! reduction of hundreds of steps.
+
+use super::KernelKind;
+use super::generic::{Lanes, MR_MAX_16_REGISTERS, Portable8};
+use super::matrix::{Rows, RowsMut};
+use super::packed::PackedWeights;
+use super::precision::Precision;
+use crate::Activation;
+
+/// Lanes that also load narrow weights and widen them exactly to `f32`.
+pub(super) trait Widen: Lanes {
+    /// `N` bfloat16 values (their bits) at `p`, widened to `f32`.
+    ///
+    /// # Safety
+    /// The CPU must support the instruction set; `p` must be valid for reading `N` elements.
+    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// `N` int8 codes at `p`, converted to `f32` (exact).
+    ///
+    /// # Safety
+    /// As [`Widen::load_bf16`].
+    unsafe fn load_i8(p: *const i8) -> Self::V;
+}
+
+/// A packed weight's storage type: bf16 bits or int8 codes.
+pub(super) trait Element: bytemuck::Pod {
+    /// `L::N` elements at `p`, widened.
+    ///
+    /// # Safety
+    /// As [`Widen::load_bf16`].
+    unsafe fn load<L: Widen>(p: *const Self) -> L::V;
+}
+
+impl Element for u16 {
+    #[inline(always)]
+    unsafe fn load<L: Widen>(p: *const u16) -> L::V {
+        // SAFETY: forwarded from the caller.
+        unsafe { L::load_bf16(p) }
+    }
+}
+
+impl Element for i8 {
+    #[inline(always)]
+    unsafe fn load<L: Widen>(p: *const i8) -> L::V {
+        // SAFETY: forwarded from the caller.
+        unsafe { L::load_i8(p) }
+    }
+}
+
+impl Widen for Portable8 {
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u16) -> [f32; 8] {
+        // SAFETY: the caller guarantees 8 readable elements; `[u16; 8]` has `u16`'s alignment.
+        let bits = unsafe { *p.cast::<[u16; 8]>() };
+        bits.map(|b| f32::from_bits(u32::from(b) << 16))
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> [f32; 8] {
+        // SAFETY: as above, for `i8`.
+        let codes = unsafe { *p.cast::<[i8; 8]>() };
+        codes.map(f32::from)
+    }
+}
+
+/// `out = act(x · W + b)` for columns `col0 .. col0 + out.cols()`, `W` packed in `NR`-wide panels
+/// of `E` elements (bf16 or int8), with the contract of `super::generic::dense_tiled`.
+#[inline(always)]
+pub(super) fn dense_widened<
+    L: Widen,
+    E: Element,
+    const NR: usize,
+    const NV: usize,
+    const MR_MAX: usize,
+>(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    mut out: RowsMut<'_>,
+    kc: usize,
+) {
+    debug_assert_eq!(w.nr(), NR);
+    debug_assert_eq!(col0 % NR, 0);
+    debug_assert_eq!(size_of::<E>(), w.precision().bytes_per_weight());
+    let (m, k) = (x.rows(), w.k());
+    let layer = Layer {
+        x,
+        w,
+        bias,
+        int8: w.precision() == Precision::Int8,
+        col0,
+        activation,
+        panels: out.cols().div_ceil(NR),
+    };
+    if m > 0 {
+        // Equal passes, as in `dense_tiled`.
+        let kc = k.div_ceil(k.div_ceil(kc.max(1)).max(1)).max(1);
+        let mut k0 = 0;
+        loop {
+            let k1 = k.min(k0 + kc);
+            let pass = Pass {
+                k0,
+                k1,
+                first: k0 == 0,
+                last: k1 == k,
+            };
+            layer.pass::<L, E, NR, NV, MR_MAX>(&pass, &mut out);
+            if pass.last {
+                break;
+            }
+            k0 = k1;
+        }
+    }
+    if activation.is_row_wise() {
+        assert!(
+            col0 == 0 && out.cols() == w.n(),
+            "row-wise activation on a column split"
+        );
+        for r in 0..m {
+            activation.apply_row(out.row_mut(r));
+        }
+    }
+}
+
+/// One call's operands.
+struct Layer<'a, 'b> {
+    x: Rows<'a>,
+    w: &'b PackedWeights,
+    bias: &'b [f32],
+    /// Whether the chain starts from zero and ends with `fma(acc, scale, bias)`.
+    int8: bool,
+    col0: usize,
+    activation: Activation,
+    /// Panels this call computes (starting at panel `col0 / NR`).
+    panels: usize,
+}
+
+/// One K-block: reduction indices `k0..k1`.
+struct Pass {
+    k0: usize,
+    k1: usize,
+    first: bool,
+    last: bool,
+}
+
+impl Layer<'_, '_> {
+    #[inline(always)]
+    fn pass<L: Widen, E: Element, const NR: usize, const NV: usize, const MR_MAX: usize>(
+        &self,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+    ) {
+        let m = self.x.rows();
+        // Few rows: several panels per tile for enough independent accumulators.
+        match m {
+            1 => return self.panel_groups::<L, E, 1, NR, 4, NV>(pass, out),
+            2 => return self.panel_groups::<L, E, 2, NR, 2, NV>(pass, out),
+            3 => return self.panel_groups::<L, E, 3, NR, 1, NV>(pass, out),
+            _ => {}
+        }
+        // Balanced tiles of at most `MR_MAX` rows (9 rows = 5 + 4, not 8 + 1).
+        let tiles = m.div_ceil(MR_MAX);
+        let (base, extra) = (m / tiles, m % tiles);
+        for p in 0..self.panels {
+            let mut r = 0;
+            for t in 0..tiles {
+                let rows = base + usize::from(t < extra);
+                match rows {
+                    8 if MR_MAX >= 8 => self.tile::<L, E, 8, NR, 1, NV>(r, p, pass, out),
+                    7 if MR_MAX >= 7 => self.tile::<L, E, 7, NR, 1, NV>(r, p, pass, out),
+                    6 => self.tile::<L, E, 6, NR, 1, NV>(r, p, pass, out),
+                    5 => self.tile::<L, E, 5, NR, 1, NV>(r, p, pass, out),
+                    4 => self.tile::<L, E, 4, NR, 1, NV>(r, p, pass, out),
+                    3 => self.tile::<L, E, 3, NR, 1, NV>(r, p, pass, out),
+                    2 => self.tile::<L, E, 2, NR, 1, NV>(r, p, pass, out),
+                    _ => {
+                        debug_assert_eq!(rows, 1);
+                        self.tile::<L, E, 1, NR, 1, NV>(r, p, pass, out)
+                    }
+                }
+                r += rows;
+            }
+        }
+    }
+
+    /// Rows `0..MR` against every panel, `NP` panels per tile.
+    #[inline(always)]
+    fn panel_groups<
+        L: Widen,
+        E: Element,
+        const MR: usize,
+        const NR: usize,
+        const NP: usize,
+        const NV: usize,
+    >(
+        &self,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+    ) {
+        let mut p = 0;
+        while p + NP <= self.panels {
+            self.tile::<L, E, MR, NR, NP, NV>(0, p, pass, out);
+            p += NP;
+        }
+        while p < self.panels {
+            self.tile::<L, E, MR, NR, 1, NV>(0, p, pass, out);
+            p += 1;
+        }
+    }
+
+    /// Rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1`, with the seed and
+    /// the epilogue.
+    #[inline(always)]
+    fn tile<
+        L: Widen,
+        E: Element,
+        const MR: usize,
+        const NR: usize,
+        const NP: usize,
+        const NV: usize,
+    >(
+        &self,
+        r0: usize,
+        p0: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+    ) {
+        let n_local = out.cols();
+        let first_panel = self.col0 / NR + p0;
+        // Valid columns of each panel (the last panel of a layer may be narrower).
+        let widths: [usize; NP] =
+            std::array::from_fn(|p| NR.min(n_local.saturating_sub((p0 + p) * NR)));
+        let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k1]);
+        let ws: [&[E]; NP] = std::array::from_fn(|p| {
+            &self.w.panel_elements::<E>(first_panel + p)[pass.k0 * NR..pass.k1 * NR]
+        });
+        let mut acc = [[[0.0f32; NR]; NP]; MR];
+        for (i, row_acc) in acc.iter_mut().enumerate() {
+            for (p, a) in row_acc.iter_mut().enumerate() {
+                let c = (p0 + p) * NR;
+                let width = widths[p];
+                if !pass.first {
+                    a[..width].copy_from_slice(&out.row(r0 + i)[c..c + width]);
+                } else if !self.int8 {
+                    let g = self.col0 + c;
+                    a[..width].copy_from_slice(&self.bias[g..g + width]);
+                }
+            }
+        }
+        // SAFETY: `xs` and `ws` are sliced to the pass's `kc` steps above, and this kernel runs
+        // only on CPUs with `L`'s instruction set (the entry points' contract).
+        unsafe { micro::<L, E, MR, NR, NP, NV>(pass.k1 - pass.k0, &xs, &ws, &mut acc) };
+        for (i, row_acc) in acc.iter_mut().enumerate() {
+            let dst = out.row_mut(r0 + i);
+            for (p, a) in row_acc.iter_mut().enumerate() {
+                let c = (p0 + p) * NR;
+                let width = widths[p];
+                let a = &mut a[..width];
+                if pass.last {
+                    if self.int8 {
+                        let g = self.col0 + c;
+                        let (scales, bias) = (&self.w.scales()[g..g + width], &self.bias[g..]);
+                        for ((v, &s), &b) in a.iter_mut().zip(scales).zip(bias) {
+                            *v = v.mul_add(s, b);
+                        }
+                    }
+                    self.activation.apply_elementwise(a);
+                }
+                dst[c..c + width].copy_from_slice(a);
+            }
+        }
+    }
+}
+
+/// `acc[i][p][j] = fma(xs[i][kk], widen(ws[p][kk * NR + j]), acc[i][p][j])` for `kk` in `0..kc`,
+/// in order, with `NR = NV * L::N` and the accumulators held in `MR * NP * NV` registers.
+///
+/// # Safety
+/// The CPU must support `L`'s instruction set.
+#[inline(always)]
+unsafe fn micro<
+    L: Widen,
+    E: Element,
+    const MR: usize,
+    const NR: usize,
+    const NP: usize,
+    const NV: usize,
+>(
+    kc: usize,
+    xs: &[&[f32]; MR],
+    ws: &[&[E]; NP],
+    acc: &mut [[[f32; NR]; NP]; MR],
+) {
+    assert_eq!(NV * L::N, NR);
+    for x in xs {
+        assert!(x.len() >= kc);
+    }
+    for w in ws {
+        assert!(w.len() >= kc * NR);
+    }
+    let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
+    let wp: [*const E; NP] = std::array::from_fn(|p| ws[p].as_ptr());
+    // SAFETY: the caller guarantees the instruction set. For `kk < kc` every `xs[i]` holds `kc`
+    // floats and every `ws[p]` `kc` rows of `NR` elements (asserted above); each accumulator
+    // array holds `NR = NV * L::N` floats.
+    unsafe {
+        let mut a: [[[L::V; NV]; NP]; MR] = std::array::from_fn(|i| {
+            std::array::from_fn(|p| {
+                std::array::from_fn(|v| L::load(acc[i][p].as_ptr().add(v * L::N)))
+            })
+        });
+        for kk in 0..kc {
+            let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
+                std::array::from_fn(|v| E::load::<L>(wp[p].add(kk * NR + v * L::N)))
+            });
+            for i in 0..MR {
+                let xv = L::splat(*xp[i].add(kk));
+                for p in 0..NP {
+                    for v in 0..NV {
+                        a[i][p][v] = L::fma(xv, wv[p][v], a[i][p][v]);
+                    }
+                }
+            }
+        }
+        for (row, row_acc) in a.iter().zip(acc.iter_mut()) {
+            for (panel, panel_acc) in row.iter().zip(row_acc.iter_mut()) {
+                for (v, &value) in panel.iter().enumerate() {
+                    L::store(panel_acc.as_mut_ptr().add(v * L::N), value);
+                }
+            }
+        }
+    }
+}
+
+/// The portable kernel for bf16 weights.
+fn portable_bf16(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_widened::<Portable8, u16, 16, 2, MR_MAX_16_REGISTERS>(
+        x, w, col0, bias, activation, out, kc,
+    )
+}
+
+/// The portable kernel for int8 weights.
+fn portable_int8(
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    dense_widened::<Portable8, i8, 16, 2, MR_MAX_16_REGISTERS>(
+        x, w, col0, bias, activation, out, kc,
+    )
+}
+
+/// [`KernelKind::dense_columns`] for bf16 and int8 weights (the caller checked the operands and
+/// the CPU).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dense_columns(
+    kind: KernelKind,
+    x: Rows<'_>,
+    w: &PackedWeights,
+    col0: usize,
+    bias: &[f32],
+    activation: Activation,
+    out: RowsMut<'_>,
+    kc: usize,
+) {
+    let int8 = match w.precision() {
+        Precision::Bf16 => false,
+        Precision::Int8 => true,
+        Precision::F32 => unreachable!("f32 weights run the f32 kernel"),
+    };
+    match kind {
+        KernelKind::Portable if int8 => portable_int8(x, w, col0, bias, activation, out, kc),
+        KernelKind::Portable => portable_bf16(x, w, col0, bias, activation, out, kc),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller asserted that the CPU supports AVX2 and FMA.
+        KernelKind::Avx2Fma => unsafe {
+            super::x86_widened::dense_avx2_fma(x, w, col0, bias, activation, out, kc, int8)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the caller asserted that the CPU supports AVX-512F, AVX2 and FMA.
+        KernelKind::Avx512 => unsafe {
+            super::x86_widened::dense_avx512(x, w, col0, bias, activation, out, kc, int8)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),
+    }
+}
