@@ -108,3 +108,44 @@ def test_sigterm_answers_every_accepted_request_and_exits_0(start_server, tmp_pa
     assert all(r.json()["outputs"][0]["data"] == first for r in replies)
     assert server.stop() == 0
     assert "drained" in server.log()
+
+
+def test_client_disconnect_cancels_its_queued_request(start_server, tmp_path_factory):
+    import json
+    import re
+    import socket
+
+    repo = tmp_path_factory.mktemp("cancel")
+    (repo / "wide-mlp").symlink_to(require(MODELS["wide-mlp"]), target_is_directory=True)
+    server = start_server("--threads", "1", "--max-batch", "16", "--max-wait-us", "0", repo=repo)
+    url = f"{server.url}/v2/models/wide-mlp/infer"
+    big = {"inputs": [{"name": "input", "shape": [16, 1024], "datatype": "FP32", "data": [1.0] * 16 * 1024}]}
+    one = json.dumps({"inputs": [{"name": "input", "shape": [1, 1024], "datatype": "FP32", "data": [1.0] * 1024}]}).encode()
+    host, port = server.http.rsplit(":", 1)
+    request = (f"POST /v2/models/wide-mlp/infer HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(one)}\r\n\r\n").encode() + one
+    with cf.ThreadPoolExecutor(4) as pool:
+        # Slow batches ahead of them in the queue.
+        busy = [pool.submit(requests.post, url, json=big, timeout=60) for _ in range(4)]
+        time.sleep(0.05)
+        sockets = []
+        for _ in range(6):
+            s = socket.create_connection((host, int(port)), timeout=10)
+            s.sendall(request)
+            sockets.append(s)
+        time.sleep(0.02)
+        for s in sockets:
+            s.close()  # gone before its request reached the model
+        assert [f.result().status_code for f in busy] == [200] * 4
+
+    def cancelled():
+        text = requests.get(f"{server.url}/metrics", timeout=10).text
+        m = re.search(r'^densebatch_requests_cancelled_total\{model="wide-mlp"[^}]*\} (\d+)', text, re.M)
+        return int(m.group(1)) if m else -1
+
+    for _ in range(50):
+        if cancelled() >= 1:
+            break
+        time.sleep(0.1)
+    assert cancelled() >= 1, requests.get(f"{server.url}/metrics", timeout=10).text
+    assert server.stop() == 0
