@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use densebatch::ndarray::Axis;
-use densebatch::{Activation, CompileOptions, KernelKind, Model, NonFiniteInput, Session};
+use densebatch::{
+    Activation, CompileOptions, KernelKind, Model, NonFiniteInput, Precision, Session,
+};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -74,18 +76,19 @@ impl PyModel {
 
     /// Packs the weights for this CPU's kernel and starts `threads` compute threads (None: see
     /// `default_threads()`; 1: compute on the calling thread).
-    #[pyo3(signature = (*, threads = None, kernel = None, non_finite = "reject"))]
+    #[pyo3(signature = (*, threads = None, kernel = None, non_finite = "reject", precision = "f32"))]
     fn compile(
         &self,
         py: Python<'_>,
         threads: Option<usize>,
         kernel: Option<&str>,
         non_finite: &str,
+        precision: &str,
     ) -> PyResult<PyCompiledModel> {
         PyCompiledModel::build(
             py,
             self.inner.clone(),
-            CompileArgs::new(threads, kernel, non_finite)?,
+            CompileArgs::new(threads, kernel, non_finite, precision)?,
         )
     }
 
@@ -157,10 +160,16 @@ pub(crate) struct CompileArgs {
     threads: Option<usize>,
     kernel: Option<KernelKind>,
     non_finite: NonFiniteInput,
+    precision: Precision,
 }
 
 impl CompileArgs {
-    fn new(threads: Option<usize>, kernel: Option<&str>, non_finite: &str) -> PyResult<Self> {
+    fn new(
+        threads: Option<usize>,
+        kernel: Option<&str>,
+        non_finite: &str,
+        precision: &str,
+    ) -> PyResult<Self> {
         if threads == Some(0) {
             return Err(PyValueError::new_err(
                 "threads must be at least 1 (or None)",
@@ -176,10 +185,14 @@ impl CompileArgs {
                 )));
             }
         };
+        let precision = precision
+            .parse::<Precision>()
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(CompileArgs {
             threads,
             kernel,
             non_finite,
+            precision,
         })
     }
 }
@@ -234,7 +247,9 @@ impl ForkSafeSession {
 impl PyCompiledModel {
     fn build(py: Python<'_>, source: Arc<Model>, args: CompileArgs) -> PyResult<Self> {
         let threads = args.threads.unwrap_or_else(|| threads::resolve().0);
-        let mut options = CompileOptions::default().non_finite_input(args.non_finite);
+        let mut options = CompileOptions::default()
+            .non_finite_input(args.non_finite)
+            .precision(args.precision);
         if let Some(kernel) = args.kernel {
             options = options.kernel(kernel);
         }
@@ -334,18 +349,19 @@ impl PyCompiledModel {
     }
 
     /// The same model compiled again with other settings (the weights are shared).
-    #[pyo3(signature = (*, threads = None, kernel = None, non_finite = "reject"))]
+    #[pyo3(signature = (*, threads = None, kernel = None, non_finite = "reject", precision = "f32"))]
     fn recompile(
         &self,
         py: Python<'_>,
         threads: Option<usize>,
         kernel: Option<&str>,
         non_finite: &str,
+        precision: &str,
     ) -> PyResult<PyCompiledModel> {
         PyCompiledModel::build(
             py,
             self.source.clone(),
-            CompileArgs::new(threads, kernel, non_finite)?,
+            CompileArgs::new(threads, kernel, non_finite, precision)?,
         )
     }
 
@@ -381,6 +397,12 @@ impl PyCompiledModel {
     #[getter]
     fn kernel(&self) -> &'static str {
         self.compiled().kernel().name()
+    }
+
+    /// How the weights are stored: "f32", "bf16" or "int8".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.compiled().precision().name()
     }
 
     #[getter]
@@ -423,6 +445,7 @@ impl PyCompiledModel {
             this.args.threads,
             this.args.kernel.map(|k| k.name()),
             non_finite,
+            this.args.precision.name(),
         );
         PyTuple::new(py, [rebuild, args.into_pyobject(py)?.into_any()])
     }
@@ -441,15 +464,16 @@ impl PyCompiledModel {
 
 /// `load(path, *, threads=None, kernel=None, non_finite="reject") -> CompiledModel`.
 #[pyfunction]
-#[pyo3(signature = (path, *, threads = None, kernel = None, non_finite = "reject"))]
+#[pyo3(signature = (path, *, threads = None, kernel = None, non_finite = "reject", precision = "f32"))]
 pub(crate) fn load(
     py: Python<'_>,
     path: PathBuf,
     threads: Option<usize>,
     kernel: Option<&str>,
     non_finite: &str,
+    precision: &str,
 ) -> PyResult<PyCompiledModel> {
-    let args = CompileArgs::new(threads, kernel, non_finite)?;
+    let args = CompileArgs::new(threads, kernel, non_finite, precision)?;
     let model = PyModel::load(py, path)?;
     PyCompiledModel::build(py, model.inner, args)
 }

@@ -197,3 +197,26 @@ def test_batch_inference_equals_predict(digits_dir, digits_test):
         assert np.array_equal(bits(densebatch.batch_inference(model, x, batch_size=batch_size)), want)
     with pytest.raises(ValueError):
         densebatch.batch_inference(model, x, batch_size=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_weights_keep_the_bit_identity_promise(small_model, precision):
+    x = rows(90, 24, seed=7)
+    models = [
+        small_model.compile(threads=t, kernel=k, precision=precision)
+        for t in (1, 2)
+        for k in densebatch.supported_kernels()
+    ]
+    assert all(m.precision == precision for m in models)
+    want = bits(models[0].predict(x))
+    for m in models:
+        assert np.array_equal(bits(m.predict(x)), want)
+        assert np.array_equal(bits(m.predict(x[31:32]))[0], want[31])
+    f32 = small_model.compile(threads=1)
+    assert models[0].weight_bytes < f32.weight_bytes
+    assert (models[0].predict_classes(x) == f32.predict_classes(x)).mean() >= 0.9
+    clone = pickle.loads(pickle.dumps(models[0]))
+    assert clone.precision == precision
+    assert np.array_equal(bits(clone.predict(x)), want)
+    with pytest.raises(ValueError, match="precision|fp16"):
+        small_model.compile(precision="fp16")

@@ -12,6 +12,9 @@ def compiled_model(
     threads: int | None,
     kernel: str | None,
     non_finite: str,
+    precision: str = "f32",
 ) -> CompiledModel:
     model = Model.from_bytes(spec, weights)
-    return model.compile(threads=threads, kernel=kernel, non_finite=non_finite)
+    return model.compile(
+        threads=threads, kernel=kernel, non_finite=non_finite, precision=precision
+    )

@@ -18,7 +18,9 @@ from . import CompiledModel, Scheduler, load
 
 def _compiled(model: CompiledModel | str | PathLike[str], threads: int | None) -> CompiledModel:
     if isinstance(model, CompiledModel):
-        return model if threads is None else model.recompile(threads=threads)
+        if threads is None:
+            return model
+        return model.recompile(threads=threads, precision=model.precision)
     return load(model, threads=threads)
 
 
