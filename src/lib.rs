@@ -51,6 +51,8 @@ mod plan;
 mod predictor;
 mod run;
 mod scheduler;
+#[cfg(feature = "server")]
+pub mod server;
 mod workspace;
 
 pub use ndarray;

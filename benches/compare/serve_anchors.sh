@@ -9,8 +9,10 @@
 #
 # Usage, from the repository root:  benches/compare/serve_anchors.sh [OUT_DIR]  (default target/serve-anchors)
 # Environment: DURATION (seconds per level, 10), WARMUP (2), LOADS (0.5,0.75,1.0,1.25,1.5),
-# CONNECTIONS (32), SERVERS ("kserve fastapi densebatch"), DENSEBATCH_PROTOCOLS
-# ("http-binary http-json grpc"), SERVER_CPU (0), CLIENT_CPU (1), HTTP_PORT (18080; gRPC on the
+# CONNECTIONS (256), DENSEBATCH_ARGS ("--queue-capacity 64": a queue shorter than the requests
+# the generator may have in flight, so overload shows as 503s rather than as requests waiting in
+# the generator), SERVERS ("kserve fastapi densebatch"), DENSEBATCH_PROTOCOLS
+# ("http-binary http-json grpc"), SERVER_CPU (0), CLIENT_CPU (1), HTTP_PORT (28080; gRPC on the
 # next port), SERVE_ANCHORS_VENV (target/serve-anchors-venv).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,12 +22,13 @@ models=target/refbench/models
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
 loads=${LOADS:-0.5,0.75,1.0,1.25,1.5}
-connections=${CONNECTIONS:-32}
+connections=${CONNECTIONS:-256}
+densebatch_args=${DENSEBATCH_ARGS:---queue-capacity 64}
 servers=${SERVERS:-kserve fastapi densebatch}
 densebatch_protocols=${DENSEBATCH_PROTOCOLS:-http-binary http-json grpc}
 server_cpu=${SERVER_CPU:-0}
 client_cpu=${CLIENT_CPU:-1}
-http_port=${HTTP_PORT:-18080}
+http_port=${HTTP_PORT:-28080}
 grpc_port=$((http_port + 1))
 
 if [[ ! -x $venv/bin/python ]]; then
@@ -56,9 +59,10 @@ trap stop_server EXIT
 start_server() {
   case $1 in
     densebatch)
+      # shellcheck disable=SC2086
       taskset -c "$server_cpu" target/release/densebatch serve --host 127.0.0.1 \
         --model-repository "$out/repo" --http-port "$http_port" --grpc-port "$grpc_port" \
-        >"$out/$1.log" 2>&1 &
+        $densebatch_args >"$out/$1.log" 2>&1 &
       ;;
     kserve | fastapi)
       PYTHONPATH=$here taskset -c "$server_cpu" "$venv/bin/python" "$here/anchor_$1.py" \

@@ -1,24 +1,22 @@
 //! The gRPC client: `ModelInfer` with the row in `raw_input_contents`, over a few HTTP/2
-//! connections shared by the slots (each slot one stream at a time).
+//! connections shared by the slots (each slot one stream at a time). The messages and the client
+//! are the ones `densebatch::server` generates from its `inference.proto`.
 
 use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use densebatch::server::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use densebatch::server::proto::infer_parameter::ParameterChoice;
+use densebatch::server::proto::model_infer_request::{
+    InferInputTensor, InferRequestedOutputTensor,
+};
+use densebatch::server::proto::{InferParameter, ModelInferRequest};
 use tonic::Code;
-use tonic::client::Grpc;
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
-use tonic_prost::ProstCodec;
 
 use crate::payload::PayloadSpec;
-use crate::proto::{
-    InferInputTensor, InferParameter, InferRequestedOutputTensor, ModelInferRequest,
-    ModelInferResponse, infer_parameter::ParameterChoice,
-};
 use crate::stats::Outcome;
-
-const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// The requests, one per distinct row.
 pub fn requests(spec: &PayloadSpec, model: &str) -> Vec<ModelInferRequest> {
@@ -40,12 +38,10 @@ pub fn requests(spec: &PayloadSpec, model: &str) -> Vec<ModelInferRequest> {
                 .server_timeout_us
                 .map(|us| {
                     let value = ParameterChoice::Int64Param(us as i64);
-                    (
-                        "timeout".to_string(),
-                        InferParameter {
-                            parameter_choice: Some(value),
-                        },
-                    )
+                    let parameter = InferParameter {
+                        parameter_choice: Some(value),
+                    };
+                    ("timeout".to_string(), parameter)
                 })
                 .into_iter()
                 .collect(),
@@ -77,31 +73,22 @@ pub async fn connect(url: &str, channels: usize) -> Result<Vec<Channel>> {
 
 /// One stream slot on a shared connection.
 pub struct GrpcSlot {
-    client: Grpc<Channel>,
+    client: GrpcInferenceServiceClient<Channel>,
     requests: Rc<Vec<ModelInferRequest>>,
 }
 
 impl GrpcSlot {
     pub fn new(channel: Channel, requests: Rc<Vec<ModelInferRequest>>) -> Self {
         Self {
-            client: Grpc::new(channel),
+            client: GrpcInferenceServiceClient::new(channel),
             requests,
         }
     }
 
     /// Sends request number `i` and waits for its answer.
     pub async fn send(&mut self, i: usize) -> Outcome {
-        if let Err(e) = self.client.ready().await {
-            return Outcome::Transport(format!("connection: {e}"));
-        }
         let request = self.requests[i % self.requests.len()].clone();
-        let codec = ProstCodec::<ModelInferRequest, ModelInferResponse>::default();
-        let path = PathAndQuery::from_static(MODEL_INFER);
-        match self
-            .client
-            .unary(tonic::Request::new(request), path, codec)
-            .await
-        {
+        match self.client.model_infer(request).await {
             Ok(reply) if reply.get_ref().raw_output_contents.is_empty() => Outcome::BadAnswer,
             Ok(_) => Outcome::Ok,
             // A status the client made up from a failed connection carries its cause.

@@ -24,7 +24,6 @@
 mod grpc;
 mod http;
 mod payload;
-mod proto;
 mod report;
 mod runner;
 mod schedule;

@@ -30,6 +30,66 @@ pub enum Command {
     /// Classify the held-out digits of a checkout's models/digits: accuracy, agreement with
     /// scikit-learn, per-batch latency and memory.
     Digits(DigitsArgs),
+    /// Serve every model of a folder over the network: the Open Inference Protocol (KServe V2 /
+    /// Triton) over HTTP and gRPC.
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
+}
+
+/// 503 or 429.
+#[cfg(feature = "server")]
+fn overload_status(text: &str) -> Result<u16, String> {
+    match text {
+        "503" => Ok(503),
+        "429" => Ok(429),
+        _ => Err(format!("{text}: use 503 or 429")),
+    }
+}
+
+/// `densebatch serve`.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The folder whose every subfolder is a model named after it (model.json, a reference-harness
+    /// folder, or one .onnx file).
+    #[arg(long, value_name = "DIR")]
+    pub model_repository: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// HTTP port (0: any free port; the one taken is printed).
+    #[arg(long, default_value = "8080")]
+    pub http_port: u16,
+    /// gRPC port (0: any free port).
+    #[arg(long, default_value = "8081")]
+    pub grpc_port: u16,
+    /// Most rows per batch, and per request.
+    #[arg(long, default_value = "64")]
+    pub max_batch: NonZeroUsize,
+    /// Longest a batch waits to fill, in microseconds.
+    #[arg(long, value_name = "US", default_value = "500")]
+    pub max_wait_us: u64,
+    /// Requests each model may hold queued; beyond it requests are refused with 503.
+    #[arg(long, default_value = "1024")]
+    pub queue_capacity: NonZeroUsize,
+    /// Deadline of a request whose client set none, in milliseconds.
+    #[arg(long, value_name = "MS", default_value = "10000")]
+    pub default_timeout_ms: u64,
+    /// Compute pool threads (default: one per CPU this process may use).
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
+    /// Threads of the network front (HTTP and gRPC).
+    #[arg(long, default_value = "1")]
+    pub front_threads: NonZeroUsize,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value = "67108864")]
+    pub max_body_bytes: NonZeroUsize,
+    /// HTTP status of an overload refusal: 503 (default) or 429, for gateways that key on it.
+    #[arg(long, default_value = "503", value_parser = overload_status)]
+    pub overload_status: u16,
+    /// After SIGTERM, milliseconds to keep serving while reporting not ready.
+    #[arg(long, value_name = "MS", default_value = "0")]
+    pub drain_delay_ms: u64,
 }
 
 /// `densebatch digits`.

@@ -6,6 +6,7 @@
 //! densebatch import model.onnx OUT
 //! densebatch serve-sim MODEL... [--rate R | --loads 0.7,0.9,1.1] [--duration S] [--json F] [--plot F.svg]
 //! densebatch digits [DIR]                classify the held-out digits of a checkout's models/digits
+//! densebatch serve --model-repository DIR [--http-port 8080] [--grpc-port 8081]   (feature server)
 //! ```
 //!
 //! MODEL is a model in our format (`model.json` or its folder), a reference-harness folder
@@ -22,6 +23,8 @@ mod io;
 mod model_source;
 mod open_loop;
 mod run;
+#[cfg(feature = "server")]
+mod serve;
 mod serve_plot;
 mod serve_report;
 mod serve_sim;
@@ -50,6 +53,8 @@ fn main() -> ExitCode {
         Command::Import(args) => import::run(&args),
         Command::ServeSim(args) => serve_sim::run(&args),
         Command::Digits(args) => digits::run(&args),
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
