@@ -15,3 +15,11 @@ fi
 
 # Missing inputs fail the tests that need them instead of skipping them.
 CI=true cargo test --all-features "$@"
+
+# --- deployment files (tests/deploy) ---
+# docs/deploy's KServe manifests against the kserve SDK's typed models (unknown fields refused),
+# and their flags against the `densebatch serve` binary the cargo tests just built.
+python3 -m venv target/deploy-venv
+target/deploy-venv/bin/pip install -q -r tests/deploy/requirements.txt
+DENSEBATCH_BIN=target/debug/densebatch CI=true target/deploy-venv/bin/python -m pytest -q tests/deploy
+# --- end deployment files ---
