@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: makes the reference models the parity and ONNX tests need
-# (once; Python 3 with pip), then the whole Rust suite with every feature. Extra arguments go to
-# `cargo test`.
+# (once; Python 3 with pip), then the whole Rust suite with every feature, then the network server
+# tests in Python (tests/server). Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,17 @@ fi
 
 # Missing inputs fail the tests that need them instead of skipping them.
 CI=true cargo test --all-features "$@"
+
+# The network server against real clients from PyPI (tritonclient, the kserve SDK), on 127.0.0.1,
+# with the binary the Rust tests just built (features cli + server). Bounded: each server start,
+# request and shutdown has a timeout.
+cargo build --all-features --bin densebatch
+if [[ ! -x target/server-venv/bin/pytest ]]; then
+  python3 -m venv target/server-venv
+  target/server-venv/bin/pip install -q -r tests/server/requirements.txt
+fi
+(cd tests/server && DENSEBATCH_BIN="$PWD/../../target/debug/densebatch" \
+  ../../target/server-venv/bin/python -m pytest -q -p no:cacheprovider)
 
 # --- deployment files (tests/deploy) ---
 # docs/deploy's KServe manifests against the kserve SDK's typed models (unknown fields refused),

@@ -1,9 +1,9 @@
 //! The network server (feature `server`): the Open Inference Protocol (KServe V2, which Triton
-//! speaks too) over HTTP and gRPC, in front of a [`Scheduler`](crate::Scheduler), so that
+//! speaks too) over HTTP and gRPC, in front of a [`crate::Scheduler`], so that
 //! `tritonclient`, the `kserve` SDK and KServe itself work with densebatch unchanged.
 //!
 //! Every subfolder of the model repository is a model named after it (anything
-//! [`Model::load`](crate::Model::load) reads). [`serve`] binds both ports, reports live at once,
+//! [`crate::Model::load`] reads). [`serve`] binds both ports, reports live at once,
 //! loads and warms every model, reports ready only then, and serves until SIGTERM or SIGINT:
 //! then it reports not ready, finishes every accepted request and returns.
 //!
