@@ -40,3 +40,7 @@ cargo build --all-features --bin densebatch
 venv_for target/server-venv tests/server/requirements.txt
 (cd tests/server && DENSEBATCH_BIN="$PWD/../../target/debug/densebatch" \
   ../../target/server-venv/bin/python -m pytest -q -p no:cacheprovider)
+
+# docs/deploy's KServe manifests against the kserve SDK's typed models (unknown fields refused),
+# and their flags against the `densebatch serve` binary the cargo tests just built.
+DENSEBATCH_BIN=target/debug/densebatch target/server-venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy
