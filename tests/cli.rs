@@ -665,3 +665,19 @@ fn serve_sim_bad_arguments_are_one_line_errors() {
     let out = infer(&["serve-sim"]);
     assert_one_line_error(&out, &["MODELS"]);
 }
+
+/// Inputs the fuzzers found to crash the CLI's readers (tests/fixtures/fuzz/cli_input, kept with
+/// the extension that picks the reader): each is a one-line error now, never a panic.
+#[test]
+fn fuzz_crash_inputs_are_one_line_errors() {
+    let dir = root().join("tests/fixtures/fuzz/cli_input");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let out = infer(&["run", "models/digits", "--input", path.to_str().unwrap()]);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_one_line_error(&out, &[name]);
+        replayed += 1;
+    }
+    assert!(replayed > 0, "no inputs under {}", dir.display());
+}

@@ -439,9 +439,9 @@ fn soak(duration: Duration, seed: u64) {
                     });
                     if s.flaky {
                         let roll: f64 = rng.random();
-                        if roll < 0.0005 {
+                        if roll < 0.002 {
                             x[[0, 0]] = PANIC_MARKER;
-                        } else if roll < 0.0015 {
+                        } else if roll < 0.005 {
                             x[[0, 0]] = FAIL_MARKER;
                         }
                     }

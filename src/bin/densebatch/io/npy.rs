@@ -20,8 +20,15 @@ pub fn open(path: &Path, file: File, file_len: u64) -> Result<Box<dyn RowSource>
     check_shape_fits(path, &header)?;
     let data_offset = header.len() as u64;
     // npyz parses the header again from our copy, then reads the data from the file.
-    let npy = NpyFile::new(Cursor::new(header).chain(reader))
-        .map_err(|e| anyhow!("{}: not a valid .npy file: {e}", path.display()))?;
+    let npy = NpyFile::new(Cursor::new(header).chain(reader)).map_err(|e| {
+        // npyz's header parse errors span several lines (a caret diagram): keep one.
+        let msg = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        anyhow!("{}: not a valid .npy file: {msg}", path.display())
+    })?;
     ensure!(
         npy.order() == Order::C,
         "{}: Fortran-order arrays are not supported; save the array in C order",
@@ -121,11 +128,12 @@ fn read_header_bytes(path: &Path, reader: &mut impl Read) -> Result<Vec<u8>> {
 /// multiplies the dimensions unchecked, which panics in a debug build and wraps in a release one.
 fn check_shape_fits(path: &Path, header: &[u8]) -> Result<()> {
     let text = String::from_utf8_lossy(header);
-    let Some(shape) = text
-        .find("'shape'")
-        .map(|at| &text[at..])
-        .and_then(|rest| Some(&rest[rest.find('(')? + 1..rest.find(')')?]))
-    else {
+    let Some(shape) = text.find("'shape'").map(|at| &text[at..]).and_then(|rest| {
+        // The first ')' after the '(' (a damaged header may hold one before it).
+        let open = rest.find('(')? + 1;
+        let close = open + rest[open..].find(')')?;
+        Some(&rest[open..close])
+    }) else {
         // No shape to check: npyz reports what is missing.
         return Ok(());
     };
