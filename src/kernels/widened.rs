@@ -58,6 +58,35 @@ impl Element for i8 {
     }
 }
 
+/// Already `f32`: the scratch that `Layer::pass` widens a panel slice into.
+impl Element for f32 {
+    #[inline(always)]
+    unsafe fn load<L: Widen>(p: *const f32) -> L::V {
+        // SAFETY: forwarded from the caller.
+        unsafe { L::load(p) }
+    }
+}
+
+/// Floats of the scratch a panel slice is widened into (32 KiB: L1-resident, with room for the
+/// rows' inputs).
+const SCRATCH_FLOATS: usize = 8 * 1024;
+
+/// `dst = widen(src)`, `L::N` elements at a time.
+///
+/// # Safety
+/// The CPU must support `L`'s instruction set.
+#[inline(always)]
+unsafe fn widen<L: Widen, E: Element>(src: &[E], dst: &mut [f32]) {
+    assert!(src.len() == dst.len() && src.len().is_multiple_of(L::N));
+    let mut i = 0;
+    while i < src.len() {
+        // SAFETY: `i + L::N <= len` for both slices (asserted above); the instruction set is
+        // the caller's guarantee.
+        unsafe { L::store(dst.as_mut_ptr().add(i), E::load::<L>(src.as_ptr().add(i))) };
+        i += L::N;
+    }
+}
+
 impl Widen for Portable8 {
     #[inline(always)]
     unsafe fn load_bf16(p: *const u16) -> [f32; 8] {
@@ -172,26 +201,78 @@ impl Layer<'_, '_> {
         }
         // Balanced tiles of at most `MR_MAX` rows (9 rows = 5 + 4, not 8 + 1).
         let tiles = m.div_ceil(MR_MAX);
-        let (base, extra) = (m / tiles, m % tiles);
-        for p in 0..self.panels {
-            let mut r = 0;
-            for t in 0..tiles {
-                let rows = base + usize::from(t < extra);
-                match rows {
-                    8 if MR_MAX >= 8 => self.tile::<L, E, 8, NR, 1, NV>(r, p, pass, out),
-                    7 if MR_MAX >= 7 => self.tile::<L, E, 7, NR, 1, NV>(r, p, pass, out),
-                    6 => self.tile::<L, E, 6, NR, 1, NV>(r, p, pass, out),
-                    5 => self.tile::<L, E, 5, NR, 1, NV>(r, p, pass, out),
-                    4 => self.tile::<L, E, 4, NR, 1, NV>(r, p, pass, out),
-                    3 => self.tile::<L, E, 3, NR, 1, NV>(r, p, pass, out),
-                    2 => self.tile::<L, E, 2, NR, 1, NV>(r, p, pass, out),
-                    _ => {
-                        debug_assert_eq!(rows, 1);
-                        self.tile::<L, E, 1, NR, 1, NV>(r, p, pass, out)
-                    }
-                }
-                r += rows;
+        if tiles == 1 {
+            for p in 0..self.panels {
+                let ws = self.slice::<E, NR>(p, pass.k0, pass.k1);
+                self.row_tiles::<L, E, NR, NV, MR_MAX>(p, pass, out, ws);
             }
+            return;
+        }
+        // Several tiles share each panel: widen its slice once, a chunk at a time, into an
+        // L1-resident scratch of `f32` that every tile then reads as the f32 kernel reads its
+        // panels, instead of each tile widening the same weights again (at 8-row tiles of
+        // 32-wide panels, 4 widening instructions per 16 FMAs). A chunk is a K-block of its
+        // own, so the chain order, and the bits, do not change.
+        let mut scratch = [0.0f32; SCRATCH_FLOATS];
+        let chunk = (SCRATCH_FLOATS / NR).max(1);
+        for p in 0..self.panels {
+            let mut k0 = pass.k0;
+            loop {
+                let k1 = pass.k1.min(k0 + chunk);
+                let wide = &mut scratch[..(k1 - k0) * NR];
+                // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
+                unsafe { widen::<L, E>(self.slice::<E, NR>(p, k0, k1), wide) };
+                let sub = Pass {
+                    k0,
+                    k1,
+                    first: pass.first && k0 == pass.k0,
+                    last: pass.last && k1 == pass.k1,
+                };
+                self.row_tiles::<L, f32, NR, NV, MR_MAX>(p, &sub, out, wide);
+                if k1 == pass.k1 {
+                    break;
+                }
+                k0 = k1;
+            }
+        }
+    }
+
+    /// Local panel `p`'s elements for reduction steps `k0..k1`.
+    #[inline(always)]
+    fn slice<E: Element, const NR: usize>(&self, p: usize, k0: usize, k1: usize) -> &[E] {
+        &self.w.panel_elements::<E>(self.col0 / NR + p)[k0 * NR..k1 * NR]
+    }
+
+    /// Every row tile against local panel `p`, whose weights for the pass are `ws`.
+    #[inline(always)]
+    fn row_tiles<L: Widen, E: Element, const NR: usize, const NV: usize, const MR_MAX: usize>(
+        &self,
+        p: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+        ws: &[E],
+    ) {
+        let m = self.x.rows();
+        let tiles = m.div_ceil(MR_MAX);
+        let (base, extra) = (m / tiles, m % tiles);
+        let ws = [ws];
+        let mut r = 0;
+        for t in 0..tiles {
+            let rows = base + usize::from(t < extra);
+            match rows {
+                8 if MR_MAX >= 8 => self.tile::<L, E, 8, NR, 1, NV>(r, p, pass, out, ws),
+                7 if MR_MAX >= 7 => self.tile::<L, E, 7, NR, 1, NV>(r, p, pass, out, ws),
+                6 => self.tile::<L, E, 6, NR, 1, NV>(r, p, pass, out, ws),
+                5 => self.tile::<L, E, 5, NR, 1, NV>(r, p, pass, out, ws),
+                4 => self.tile::<L, E, 4, NR, 1, NV>(r, p, pass, out, ws),
+                3 => self.tile::<L, E, 3, NR, 1, NV>(r, p, pass, out, ws),
+                2 => self.tile::<L, E, 2, NR, 1, NV>(r, p, pass, out, ws),
+                _ => {
+                    debug_assert_eq!(rows, 1);
+                    self.tile::<L, E, 1, NR, 1, NV>(r, p, pass, out, ws)
+                }
+            }
+            r += rows;
         }
     }
 
@@ -211,17 +292,19 @@ impl Layer<'_, '_> {
     ) {
         let mut p = 0;
         while p + NP <= self.panels {
-            self.tile::<L, E, MR, NR, NP, NV>(0, p, pass, out);
+            let ws = std::array::from_fn(|q| self.slice::<E, NR>(p + q, pass.k0, pass.k1));
+            self.tile::<L, E, MR, NR, NP, NV>(0, p, pass, out, ws);
             p += NP;
         }
         while p < self.panels {
-            self.tile::<L, E, MR, NR, 1, NV>(0, p, pass, out);
+            let ws = [self.slice::<E, NR>(p, pass.k0, pass.k1)];
+            self.tile::<L, E, MR, NR, 1, NV>(0, p, pass, out, ws);
             p += 1;
         }
     }
 
-    /// Rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1`, with the seed and
-    /// the epilogue.
+    /// Rows `r0..r0 + MR` × local panels `p0..p0 + NP`, reduction `k0..k1` over the panels'
+    /// elements `ws` for those steps, with the seed and the epilogue.
     #[inline(always)]
     fn tile<
         L: Widen,
@@ -236,16 +319,13 @@ impl Layer<'_, '_> {
         p0: usize,
         pass: &Pass,
         out: &mut RowsMut<'_>,
+        ws: [&[E]; NP],
     ) {
         let n_local = out.cols();
-        let first_panel = self.col0 / NR + p0;
         // Valid columns of each panel (the last panel of a layer may be narrower).
         let widths: [usize; NP] =
             std::array::from_fn(|p| NR.min(n_local.saturating_sub((p0 + p) * NR)));
         let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k1]);
-        let ws: [&[E]; NP] = std::array::from_fn(|p| {
-            &self.w.panel_elements::<E>(first_panel + p)[pass.k0 * NR..pass.k1 * NR]
-        });
         let mut acc = [[[0.0f32; NR]; NP]; MR];
         for (i, row_acc) in acc.iter_mut().enumerate() {
             for (p, a) in row_acc.iter_mut().enumerate() {
