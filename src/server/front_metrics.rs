@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// The HTTP statuses the server answers with; gRPC replies are counted under the same code.
 const CODES: [u16; 10] = [200, 400, 404, 413, 429, 500, 501, 503, 504, 0];
@@ -35,8 +36,8 @@ impl FrontCounters {
         counters[slot].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The counters and the readiness gauges as Prometheus text.
-    pub(crate) fn to_prometheus(&self, ready: bool, draining: bool) -> String {
+    /// The counters, the readiness gauges and the front's lag as Prometheus text.
+    pub(crate) fn to_prometheus(&self, ready: bool, draining: bool, lag: Duration) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -68,6 +69,12 @@ impl FrontCounters {
             let _ = writeln!(out, "# TYPE {name} gauge");
             let _ = writeln!(out, "{name} {}", u8::from(value));
         }
+        let _ = writeln!(
+            out,
+            "# HELP densebatch_front_lag_seconds How late the network front's probe last woke; inference is refused above the limit."
+        );
+        let _ = writeln!(out, "# TYPE densebatch_front_lag_seconds gauge");
+        let _ = writeln!(out, "densebatch_front_lag_seconds {}", lag.as_secs_f64());
         out
     }
 }

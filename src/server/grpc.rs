@@ -45,7 +45,7 @@ pub(crate) fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Du
 }
 
 /// A decoded `ModelInferRequest`.
-fn decode(request: proto::ModelInferRequest) -> Result<tensor::InferInput, ApiError> {
+pub(crate) fn decode(request: proto::ModelInferRequest) -> Result<tensor::InferInput, ApiError> {
     let mut timeout = None;
     for (name, value) in &request.parameters {
         tensor::check_unsupported_parameter(name)?;
@@ -328,6 +328,7 @@ impl Service {
         let model = self
             .state
             .model(&request.model_name, version_of(&request.model_version))?;
+        self.state.admit()?;
         let mut input = decode(request)?;
         // The earlier of the client's two deadlines, if it gave any.
         let timeout = match (input.timeout, header_timeout) {
@@ -422,6 +423,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("2 raw_input_contents")
+        );
+    }
+
+    #[test]
+    fn wire_bytes_decode_through_the_fuzzing_door() {
+        let raw: Vec<u8> = [0.5f32, 1.0, 2.0, 3.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let bytes = prost::Message::encode_to_vec(&request(vec![1, 4], "FP32", raw));
+        assert_eq!(crate::server::decode_grpc_infer(&bytes), Ok((1, 4)));
+        // The gRPC seed of tests/fuzz/make_seeds.py, byte for byte.
+        let seed = b"\x0a\x09mnist-mlp\x2a\x11\x0a\x05input\x12\x04FP32\x1a\x02\x01\x04\x3a\x10";
+        let mut seed = seed.to_vec();
+        seed.extend([0u8; 16]);
+        assert_eq!(crate::server::decode_grpc_infer(&seed), Ok((1, 4)));
+        let error = crate::server::decode_grpc_infer(&[0xff, 0xff]).unwrap_err();
+        assert!(
+            error.to_string().contains("malformed ModelInferRequest"),
+            "{error}"
         );
     }
 

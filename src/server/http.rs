@@ -210,11 +210,11 @@ async fn repository_unload(State(state): Shared, Path(model): Path<String>) -> R
 
 async fn metrics(State(state): Shared) -> Response {
     let mut text = state.scheduler.metrics().to_prometheus();
-    text.push_str(
-        &state
-            .front
-            .to_prometheus(state.ready(), state.draining.load(Ordering::Acquire)),
-    );
+    text.push_str(&state.front.to_prometheus(
+        state.ready(),
+        state.draining.load(Ordering::Acquire),
+        state.front_lag.now(),
+    ));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -249,6 +249,7 @@ async fn infer_reply(
 ) -> Result<Response, ApiError> {
     let model = model_of(state, params)?;
     let body = read_body(state, headers, body).await?;
+    state.admit()?;
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => Some(

@@ -11,7 +11,9 @@
 //! `Retry-After` (429 if configured; gRPC UNAVAILABLE), a body over the limit 413, and every
 //! request carries a deadline (the client's `timeout` parameter or `grpc-timeout`, else
 //! [`ServerConfig::default_timeout`]) after which it is answered 504 / DEADLINE_EXCEEDED and,
-//! if still queued, never computed. A client that disconnects cancels its request.
+//! if still queued, never computed. A client that disconnects cancels its request. When the
+//! front itself falls behind (decoding costs more than it has), inference requests are refused
+//! before decoding until it catches up ([`ServerConfig::max_front_lag`]).
 //!
 //! ```no_run
 //! use densebatch::server::{ServerConfig, serve};
@@ -22,6 +24,7 @@
 //! ```
 
 mod error;
+mod front_lag;
 mod front_metrics;
 mod grpc;
 mod http;
@@ -98,6 +101,10 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Status of an overload refusal over HTTP: 503 (default) or 429.
     pub overload_status: u16,
+    /// Inference requests are refused as overload while the async front runs this far behind
+    /// (its run queue and sockets hold the backlog the model queues cannot see);
+    /// `Duration::MAX` never refuses for it.
+    pub max_front_lag: Duration,
     /// After SIGTERM, how long to keep accepting (reporting not ready) before closing, so a
     /// load balancer has seen the readiness change.
     pub drain_delay: Duration,
@@ -108,7 +115,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// The defaults for serving `model_repository`: 127.0.0.1, HTTP 8080, gRPC 8081, 64 rows
     /// per batch, 500 µs max wait, 1024 queued requests per model, 10 s default deadline,
-    /// a 64 MiB body limit, one front thread, 503 on overload.
+    /// a 64 MiB body limit, one front thread, 503 on overload, refused beyond 10 ms of front lag.
     pub fn new(model_repository: impl Into<PathBuf>) -> Self {
         ServerConfig {
             model_repository: model_repository.into(),
@@ -123,6 +130,7 @@ impl ServerConfig {
             front_threads: 1,
             body_limit: 64 << 20,
             overload_status: 503,
+            max_front_lag: Duration::from_millis(10),
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(30),
         }
@@ -278,6 +286,7 @@ async fn run(
         blocking_threads: BLOCKING_THREADS,
     };
     on_start(&started);
+    tokio::spawn(Arc::clone(&state.front_lag).probe());
 
     // Closing the listeners: flipped after the drain delay.
     let (close, closed) = watch::channel(false);
@@ -384,4 +393,20 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Decodes an HTTP infer body as the infer route does (the fuzz target's door): the rows' shape.
+pub(crate) fn decode_http_infer(
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<(usize, usize), ApiError> {
+    let input = tensor::decode_http(&bytes::Bytes::copy_from_slice(body), header_length)?;
+    Ok(input.rows.dim())
+}
+
+/// Decodes a protobuf `ModelInferRequest` as the gRPC infer call does: the rows' shape.
+pub(crate) fn decode_grpc_infer(message: &[u8]) -> Result<(usize, usize), ApiError> {
+    let request = <proto::ModelInferRequest as prost::Message>::decode(message)
+        .map_err(|e| ApiError::bad(format!("malformed ModelInferRequest: {e}")))?;
+    Ok(grpc::decode(request)?.rows.dim())
 }

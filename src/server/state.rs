@@ -11,6 +11,7 @@ use ndarray::Array2;
 
 use super::ServerConfig;
 use super::error::ApiError;
+use super::front_lag::FrontLag;
 use super::front_metrics::FrontCounters;
 use super::stats::{BatchBook, ModelStats, RequestStats};
 use crate::{Model, ModelConfig, ModelState, Request, Scheduler, SchedulerError};
@@ -52,6 +53,7 @@ pub(crate) struct AppState {
     repository_lock: tokio::sync::Mutex<()>,
     pub(crate) batches: Arc<BatchBook>,
     pub(crate) front: FrontCounters,
+    pub(crate) front_lag: Arc<FrontLag>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             repository_lock: tokio::sync::Mutex::new(()),
             batches,
             front: FrontCounters::default(),
+            front_lag: Arc::new(FrontLag::new()),
         }
     }
 
@@ -124,6 +127,19 @@ impl AppState {
         self.started.load(Ordering::Acquire)
             && !self.draining.load(Ordering::Acquire)
             && self.served().iter().all(|m| self.model_ready(&m.name))
+    }
+
+    /// Refuses an inference request as overload while the front runs too far behind; called
+    /// before decoding, so a refusal costs the front little.
+    pub(crate) fn admit(&self) -> Result<(), ApiError> {
+        let lag = self.front_lag.now();
+        if lag > self.config.max_front_lag {
+            return Err(ApiError::unavailable(format!(
+                "the server's front is {} ms behind",
+                lag.as_millis()
+            )));
+        }
+        Ok(())
     }
 
     /// The deadline of a request received at `received`: the client's timeout, else the default.

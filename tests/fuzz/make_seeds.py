@@ -24,7 +24,40 @@ def put(target, name, data):
     (folder / name).write_bytes(data)
 
 
+def varint(n):
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def field(number, payload):
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def server_seeds():
+    """Infer requests as tritonclient sends them: JSON, binary extension, gRPC with raw contents."""
+    values = [0.5, -1.25, 3e-3, 0.0]
+    json_body = (
+        b'{"id":"r1","parameters":{"timeout":1000},"inputs":[{"name":"input","shape":[2,2],'
+        b'"datatype":"FP32","data":[[0.5,-1.25],[0.003,0]]}],"outputs":[{"name":"output"}]}'
+    )
+    put("server_http", "json", json_body)
+    header = (
+        b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],'
+        b'"outputs":[{"name":"output","parameters":{"binary_data":true}}]}'
+    )
+    raw = struct.pack("<4f", *values)
+    put("server_http", "binary", struct.pack("<H", len(header)) + header + raw)
+    tensor = field(1, b"input") + field(2, b"FP32") + field(3, b"".join(varint(d) for d in (1, 4)))
+    put("server_grpc", "raw", field(1, b"mnist-mlp") + field(5, tensor) + field(7, raw))
+
+
 def main():
+    server_seeds()
     models = [p for p in (ROOT / "models").iterdir() if (p / "model.json").is_file()]
     for m in models:
         spec = (m / "model.json").read_bytes()

@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 seconds=${SECONDS_PER_TARGET:-1800}
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-  targets=(spec_json safetensors npy refbench_folder onnx cli_input)
+  targets=(spec_json safetensors npy refbench_folder onnx cli_input server_http server_grpc)
 fi
 [[ -d tests/fuzz/corpus ]] || python3 tests/fuzz/make_seeds.py
 cargo fuzz build --fuzz-dir tests/fuzz

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// HTTP status of an overload refusal: 503 (default) or 429, for gateways that key on it.
     #[arg(long, default_value = "503", value_parser = overload_status)]
     pub overload_status: u16,
+    /// Refuse inference requests (as overload) while the network front runs more than this many
+    /// milliseconds behind, so a backlog of undecoded requests cannot grow without bound.
+    #[arg(long, value_name = "MS", default_value = "10")]
+    pub max_front_lag_ms: u64,
     /// After SIGTERM, milliseconds to keep serving while reporting not ready.
     #[arg(long, value_name = "MS", default_value = "0")]
     pub drain_delay_ms: u64,

@@ -21,6 +21,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     config.front_threads = args.front_threads.get();
     config.body_limit = args.max_body_bytes.get();
     config.overload_status = args.overload_status;
+    config.max_front_lag = Duration::from_millis(args.max_front_lag_ms);
     config.drain_delay = Duration::from_millis(args.drain_delay_ms);
     serve(config, |started| {
         // Flushed at once: scripts read the ports from this line.
