@@ -2,10 +2,14 @@
 """Turn a comparison run's JSON (run_engines.py --json, or the reference harness's) into the
 README's table and an SVG plot of our throughput relative to ONNX Runtime.
 
-Usage:  report.py RUN.json [--svg OUT.svg]      (the table goes to stdout, as markdown)
+Usage:  report.py RUN.json [--svg OUT.svg] [--accuracy ACC.json]      (the table goes to stdout, as markdown)
 When the run timed our engine twice (run_engines.py --twin, or the reference harness with a second
 external engine named "twin"), the table gets an A/A column, ours/twin: identical engines, so
 it shows how far noise alone moved a ratio in that run.
+When it timed our engine in bf16 or int8 too (run_engines.py --ours-precisions), a second table
+puts each against ours (f32), ONNX Runtime fp32, and the fastest of ONNX Runtime's quantized models
+of the same or lower precision in that cell; with --accuracy (quant_accuracy.py --json), each
+engine's SQNR against fp32 and argmax agreement stand beside its ratios.
 No dependencies beyond the standard library: the SVG is written by hand.
 """
 import argparse
@@ -54,6 +58,47 @@ def table(results):
     return "\n".join(rows)
 
 
+# Bits per weight: a rival of "same or lower precision" has at most as many.
+BITS = {"f32": 32, "bf16": 16, "int8": 8}
+
+
+def precision_table(results, accuracy=None):
+    """ours-bf16 and ours-int8 against ours, ort and the fastest quantized ORT engine of the same
+    or lower precision, per cell; "" when the run timed neither. `accuracy`: quant_accuracy.py's
+    JSON, whose SQNR and argmax agreement then follow each engine."""
+    by = {(r["model"], r["batch"], r["engine"], r["threads"]): r for r in results if "samples_per_s" in r}
+    ours = [e for e in ("ours-bf16", "ours-int8") if any(k[2] == e for k in by)]
+    if not ours:
+        return ""
+    acc = {(a["model"], a["engine"]): a for a in (accuracy or {}).get("results", [])}
+
+    def quality(model, engine):
+        a = acc.get((model, engine))
+        return f"{a['sqnr_db']:.1f} dB, {a['argmax']:.3f}" if a and "sqnr_db" in a else "-"
+
+    head = ["model", "batch", "threads"]
+    for e in ours:
+        head += [f"{e}/ours", f"{e}/ort", f"{e}/fastest ORT ≤ {e[5:]}"]
+        head += [f"{e} SQNR, argmax", "its SQNR, argmax"] if accuracy else []
+    rows = ["| " + " | ".join(head) + " |", "|---|---:|---:|" + "---:|" * (len(head) - 3)]
+    for model, batch, threads in dict.fromkeys((k[0], k[1], k[3]) for k in by):
+        cells = [model, str(batch), str(threads)]
+        for e in ours:
+            mine = by.get((model, batch, e, threads))
+            rivals = [r for r in results if (r["model"], r["batch"], r["threads"]) == (model, batch, threads)
+                      and r["engine"].startswith("ort-") and "samples_per_s" in r
+                      and BITS.get(r.get("precision"), 32) <= BITS[e[5:]]]
+            best = max(rivals, key=lambda r: r["samples_per_s"], default=None)
+            for other in (by.get((model, batch, "ours", threads)), by.get((model, batch, "ort", threads)), best):
+                cells.append(f"{mine['samples_per_s'] / other['samples_per_s']:.2f}" if mine and other else "-")
+            if best and mine:
+                cells[-1] += f" ({best['engine']})"
+            if accuracy:
+                cells += [quality(model, e), quality(model, best["engine"]) if best else "-"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def svg(results):
     data = [(f"{m} b{b} t{t}", ours["samples_per_s"] / ort["samples_per_s"])
             for m, b, t, ort, ours, _ in cells(results)]
@@ -81,11 +126,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--svg")
+    ap.add_argument("--accuracy", help="quant_accuracy.py's JSON, to print beside the reduced-precision ratios")
     a = ap.parse_args()
     run = json.load(open(a.run))
     # The reference harness writes "results", run_engines.py "rows".
     results = run.get("results") or run["rows"]
     print(table(results))
+    reduced = precision_table(results, json.load(open(a.accuracy)) if a.accuracy else None)
+    if reduced:
+        print("\n" + reduced)
     if a.svg:
         with open(a.svg, "w") as f:
             f.write(svg(results) + "\n")

@@ -5,6 +5,7 @@ Usage (from the repository root; compare.sh sets everything up):
     target/compare-venv/bin/python benches/compare/run_engines.py --models-dir target/compare/models \
         --ours 'target/release/examples/refbench {model_dir} {batch} {threads} {reps} {warmup}' \
         [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json] [--twin] [--ort-process]
+        [--engines ort,ort-dyn-pt,ort-nb8-a4] [--ours-precisions f32,bf16,int8]
 
 Method. For each (model, batch) every engine configuration (engine x thread count) is timed in
 interleaved rounds: round r runs every configuration once, in forward order on even rounds and
@@ -16,11 +17,17 @@ thread count are what to read; absolute numbers move from run to run.
 Engines
   ort    onnxruntime CPU provider, all graph optimisations, sequential execution,
          intra_op_num_threads = T, inter_op_num_threads = 1
+  ort-dyn-pt, ort-dyn-pc, ort-qdq, ort-nb8-a1, ort-nb8-a4
+         ONNX Runtime's quantized versions of the model (make_ort_quantized.py writes them next to
+         model.onnx; quant_accuracy.py measures their accuracy), each run exactly as `ort` is
   numpy  h = x @ W; h += b; relu/sigmoid/tanh/softmax in place (no gelu); BLAS threads limited to T (threadpoolctl)
   ours   an external command (--ours) following the protocol
              COMMAND MODEL_DIR BATCH THREADS REPS WARMUP
          that runs WARMUP untimed and REPS timed batches and prints {"lat_ns": [...]} as its last
          line of stdout (the project's `refbench` example does).
+  ours-bf16, ours-int8
+         with --ours-precisions f32,bf16,int8, the same command with the weight precision as a
+         sixth argument (or where the template says {precision}); `ours` is the f32 one.
   twin   with --twin, the same command again as a second engine in the same rounds: an A/A control.
          Identical engines should tie, so ours/twin shows how far this machine's noise alone moves a
          ratio in this run; an ours/ort ratio within that distance of 1 is a tie, not a result.
@@ -40,6 +47,9 @@ import sys
 import time
 
 import numpy as np
+
+from make_ort_quantized import VARIANTS as ORT_QUANTIZED
+from report import precision_table
 
 ORT_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_process.py")
 
@@ -107,15 +117,17 @@ class NumpyRunner:
 
 
 class OrtRunner:
-    def __init__(self, folder, manifest, threads):
+    def __init__(self, folder, manifest, threads, file=None):
         import onnxruntime as ort
+        path = os.path.join(folder, file or manifest["onnx"])
+        if not os.path.isfile(path):
+            raise SystemExit(f"{path} is missing: run make_ort_quantized.py {os.path.dirname(folder)}")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(os.path.join(folder, manifest["onnx"]), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def forward(self, x):
         return self.session.run(["y"], {"x": x})[0]
@@ -147,12 +159,16 @@ class PyRunner:
 class CommandRunner:
     """An engine in another process, speaking the MODEL_DIR BATCH THREADS REPS WARMUP protocol."""
 
-    def __init__(self, template, folder, threads, batch):
+    def __init__(self, template, folder, threads, batch, precision="f32"):
         self.template, self.folder, self.threads, self.batch = template, folder, threads, batch
+        if precision != "f32" and "{precision}" not in template:
+            self.template += " {precision}"
+        self.precision = precision
 
     def time_calls(self, x, reps, warmup):
         command = self.template.format(model_dir=shlex.quote(self.folder), batch=self.batch,
-                                       threads=self.threads, reps=reps, warmup=warmup)
+                                       threads=self.threads, reps=reps, warmup=warmup,
+                                       precision=self.precision)
         done = subprocess.run(command, shell=True, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"engine command failed ({done.returncode}): {command}\n{done.stderr[-2000:]}")
@@ -178,12 +194,16 @@ def bench_model(args, name, log):
     in_process = {}
     for engine in [e for e in args.engines.split(",") if e]:
         for t in threads:
-            runner = {"ort": OrtRunner, "numpy": NumpyRunner, "py": PyRunner, "py-twin": PyRunner}[engine](folder, manifest, t)
-            # Every engine must compute the model before its time counts.
+            if engine in ORT_QUANTIZED:
+                runner = OrtRunner(folder, manifest, t, f"{engine}.onnx")
+            else:
+                runner = {"ort": OrtRunner, "numpy": NumpyRunner, "py": PyRunner, "py-twin": PyRunner}[engine](folder, manifest, t)
+            # Every engine must compute the model before its time counts (a quantized one to
+            # within 10 %: that it runs this model, not how well; see quant_accuracy.py).
             x_check = np.load(os.path.join(folder, "x_check.npy"))
             y_check = np.load(os.path.join(folder, "y_check.npy"))
             error = float(np.abs(runner.forward(x_check) - y_check).max() / np.abs(y_check).max())
-            if error > 1e-4:
+            if error > (0.1 if engine in ORT_QUANTIZED else 1e-4):
                 raise SystemExit(f"{engine} t{t} disagrees with y_check on {name}: {error:.2e}")
             in_process[(engine, t)] = runner
     rows = []
@@ -192,7 +212,9 @@ def bench_model(args, name, log):
         x = rng.standard_normal((batch, manifest["widths"][0]), dtype=np.float32)
         configs = list(in_process.items())
         if args.ours:
-            configs += [(("ours", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
+            for precision in args.ours_precisions.split(","):
+                engine = "ours" if precision == "f32" else f"ours-{precision}"
+                configs += [((engine, t), CommandRunner(args.ours, folder, t, batch, precision)) for t in threads]
             if args.twin:
                 configs += [(("twin", t), CommandRunner(args.ours, folder, t, batch)) for t in threads]
         if args.ort_process:
@@ -213,14 +235,16 @@ def bench_model(args, name, log):
                 calls[key].extend(lat)
         for (engine, t), _ in configs:
             med = quantile(medians[(engine, t)], 0.5)
-            row = {"model": name, "batch": batch, "engine": engine, "threads": t,
+            precision = ORT_QUANTIZED[engine][1] if engine in ORT_QUANTIZED else \
+                engine[len("ours-"):] if engine in ("ours-bf16", "ours-int8") else "f32"
+            row = {"model": name, "batch": batch, "engine": engine, "threads": t, "precision": precision,
                    "median_us": med / 1e3, "p99_us": quantile(calls[(engine, t)], 0.99) / 1e3,
                    "samples_per_s": batch / (med / 1e9),
                    "gflops": manifest["flops_per_sample"] * batch / med,
                    "spread": (max(medians[(engine, t)]) - min(medians[(engine, t)])) / med,
                    "calls": len(calls[(engine, t)])}
             rows.append(row)
-            log(f"{name:10s} b={batch:<5d} {engine:>5s} t{t}: {row['median_us']:10.1f} us "
+            log(f"{name:10s} b={batch:<5d} {engine:>10s} t{t}: {row['median_us']:10.1f} us "
                 f"{row['samples_per_s']:12.0f} samples/s  spread {100 * row['spread']:.0f}%")
     return rows
 
@@ -229,7 +253,8 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "twin", "py", "py-twin", "ort", "ort-proc", "numpy") if any(r["engine"] == e for r in rows)]
+    engines = [e for e in ("ours", "ours-bf16", "ours-int8", "twin", "py", "py-twin", "ort", *ORT_QUANTIZED, "ort-proc", "numpy")
+               if any(r["engine"] == e for r in rows)]
     ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("py", "ort"), ("py", "py-twin"), ("ort-proc", "ort"))
               if a in engines and b in engines]
     head = ["model", "batch"] + [f"{e} t{t} (samples/s)" for e in engines for t in threads]
@@ -259,8 +284,11 @@ def main():
     parser.add_argument("--batches", default="1,8,32,128,512,2048")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--engines", default="ort,numpy", help="in-process engines: ort,numpy,py (py: the densebatch Python package, installed "
-                        "into this venv with `pip install python/`)")
+                        "into this venv with `pip install python/`), and ONNX Runtime's quantized models: "
+                        + ",".join(ORT_QUANTIZED))
     parser.add_argument("--ours", help="command template for our engine (see above)")
+    parser.add_argument("--ours-precisions", default="f32",
+                        help="time our command at each of these weight precisions (f32,bf16,int8), as ours, ours-bf16, ours-int8")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.25)
     parser.add_argument("--min-reps", type=int, default=3)
@@ -269,6 +297,7 @@ def main():
                         help="also time our command as a second engine, 'twin' (an A/A noise control)")
     parser.add_argument("--ort-process", action="store_true",
                         help="also time ONNX Runtime in a fresh process per block, 'ort-proc' (a control)")
+    parser.add_argument("--accuracy", help="quant_accuracy.py --json output, printed beside the reduced-precision ratios")
     parser.add_argument("--json", help="write the rows here")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
@@ -285,6 +314,13 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"cpu": cpu, "logical_cpus": os.cpu_count(), "rows": rows}, f, indent=2)
     print(markdown(rows, cpu))
+    accuracy = None
+    if args.accuracy:
+        with open(args.accuracy) as f:
+            accuracy = json.load(f)
+    reduced = precision_table(rows, accuracy)
+    if reduced:
+        print("\n" + reduced)
 
 
 if __name__ == "__main__":
