@@ -78,8 +78,8 @@ pub use scheduler::CpuLimits;
 pub use scheduler::{
     BatchPolicy, BatchRecord, CloseReason, Counters, HistogramSnapshot, LatencySummary,
     MetricsSnapshot, ModelConfig, ModelSnapshot, ModelState, ModelStatus, Reply, ReplyFuture,
-    ReplyHandle, Request, RequestError, Scheduler, SchedulerConfig, SchedulerError, ServeError,
-    SizeHistogramSnapshot, SubmitError, ThreadBudget,
+    ReplyHandle, Request, RequestError, Scheduler, SchedulerConfig, SchedulerError,
+    SchedulerThread, ServeError, SizeHistogramSnapshot, SubmitError, ThreadBudget,
 };
 pub use workspace::Workspace;
 

@@ -666,6 +666,101 @@ fn serve_sim_bad_arguments_are_one_line_errors() {
     assert_one_line_error(&out, &["MODELS"]);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_sim_pins_threads_and_reports_what_they_and_the_cpus_did() {
+    let dir = TempDir::new("cli-serve-pinned");
+    let json = dir.path("pinned.json");
+    // CPU 0 for both sides, so that the test runs on a one-CPU machine too (and warns).
+    let out = infer_ok(&[
+        "serve-sim",
+        "models/digits",
+        "--loads",
+        "0.3",
+        "--duration",
+        "0.3",
+        "--scheduler-cpus",
+        "0",
+        "--generator-cpus",
+        "0",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("open loop") && text.contains("closed-loop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("runq ms") && text.contains("cpu0 busy"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("overlap"), "{err}");
+    let report = serve_sim_json(&json);
+    assert_eq!(report["scheduler_cpus"], "0");
+    assert_eq!(report["generator_cpus"], "0");
+    assert_eq!(
+        report["pool_threads"], 1,
+        "one pool thread per scheduler CPU"
+    );
+    // The loads refer to the open-loop capacity; the closed-loop one is reported beside it.
+    let capacity = &report["capacity_rps"][0];
+    let (open, closed) = (
+        capacity["rps"].as_f64().unwrap(),
+        capacity["closed_loop_rps"].as_f64().unwrap(),
+    );
+    assert!(open > 0.0 && closed > 0.0, "{capacity}");
+    let run = &report["runs"][0];
+    let model = &run["models"][0];
+    assert_serve_outcome(model);
+    let offered = model["offered_rps"].as_f64().unwrap();
+    assert!((offered - 0.3 * open).abs() < 1e-6 * open, "{model}");
+    assert!(model["p99_send_lag_us"].as_f64().unwrap() >= 0.0, "{model}");
+    let bound = model["p99_bound_us"].as_f64().unwrap();
+    let compute = model["full_batch_compute_us"].as_f64().unwrap();
+    assert!(
+        compute > 0.0 && (bound - (1000.0 + 2.0 * compute)).abs() < 1.0,
+        "{model}"
+    );
+
+    let machine = &run["machine"];
+    let threads = machine["threads"].as_array().unwrap();
+    let named = |prefix: &str| {
+        threads
+            .iter()
+            .find(|t| t["thread"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} thread in {machine}"))
+    };
+    for prefix in ["worker ", "pool 0", "sender ", "collector ", "records"] {
+        assert_eq!(named(prefix)["pinned"], "0", "{machine}");
+    }
+    assert!(
+        named("worker ")["cpu_ms"].as_f64().unwrap() > 0.0,
+        "{machine}"
+    );
+    assert!(
+        named("sender ")["voluntary_switches"].as_u64().unwrap() > 0,
+        "{machine}"
+    );
+    let cpus = machine["cpus"].as_array().unwrap();
+    assert!(
+        !cpus.is_empty() && cpus[0]["steal_ms"].as_f64().is_some(),
+        "{machine}"
+    );
+}
+
+#[test]
+fn serve_sim_bad_cpu_sets_are_one_line_errors() {
+    let out = infer(&["serve-sim", "models/digits", "--scheduler-cpus", "x"]);
+    assert_one_line_error(&out, &["--scheduler-cpus", "CPU list"]);
+    let out = infer(&["serve-sim", "models/digits", "--generator-cpus", "3-1"]);
+    assert_one_line_error(&out, &["--generator-cpus", "CPU list"]);
+    // A CPU this machine does not have.
+    let out = infer(&["serve-sim", "models/digits", "--scheduler-cpus", "1000"]);
+    assert_one_line_error(&out, &["--scheduler-cpus"]);
+}
+
 /// Inputs the fuzzers found to crash the CLI's readers (tests/fixtures/fuzz/cli_input, kept with
 /// the extension that picks the reader): each is a one-line error now, never a panic.
 #[test]

@@ -859,3 +859,61 @@ fn predict_serves_and_reports_every_failure_as_a_serve_error() {
         Err(densebatch::ServeError::ShuttingDown)
     ));
 }
+
+#[test]
+fn thread_start_runs_on_every_pool_thread_and_worker() {
+    use densebatch::SchedulerThread;
+    use std::sync::Mutex;
+    /// Each start: which thread, and its name.
+    type Starts = Vec<(SchedulerThread, Option<String>)>;
+    let seen: Arc<Mutex<Starts>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let config = SchedulerConfig::default()
+        .threads(2)
+        .on_thread_start(move |thread| {
+            let name = thread::current().name().map(str::to_string);
+            log.lock().unwrap().push((thread.clone(), name));
+        });
+    let scheduler = Scheduler::new(config).unwrap();
+    let m = model(2, OnMarker::Nothing);
+    scheduler
+        .load("m", m.clone(), ModelConfig::default())
+        .unwrap();
+    scheduler.replace("m", m, ModelConfig::default()).unwrap();
+    let worker = (
+        SchedulerThread::Worker {
+            model: "m".to_string(),
+        },
+        Some("densebatch-m".to_string()),
+    );
+    // Pool threads start on their own time; wait for both.
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let seen = seen.lock().unwrap().clone();
+        let pool: HashSet<usize> = seen
+            .iter()
+            .filter_map(|(t, name)| match t {
+                SchedulerThread::Pool { index } => {
+                    assert_eq!(
+                        name.as_deref(),
+                        Some(format!("densebatch-pool-{index}").as_str())
+                    );
+                    Some(*index)
+                }
+                _ => None,
+            })
+            .collect();
+        let workers = seen.iter().filter(|s| **s == worker).count();
+        assert_eq!(workers, 2, "one start per load and per replace: {seen:?}");
+        if pool == HashSet::from([0, 1]) {
+            assert_eq!(seen.len(), 4, "{seen:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "pool threads not all seen: {seen:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    scheduler.shutdown();
+}

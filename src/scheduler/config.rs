@@ -200,3 +200,36 @@ impl ModelConfig {
         Ok(())
     }
 }
+
+/// Which of the scheduler's threads is starting, as [`crate::SchedulerConfig::on_thread_start`]
+/// tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SchedulerThread {
+    /// Thread `index` of the compute pool the scheduler built (not of a pool it was given).
+    Pool {
+        /// Its index in the pool, from 0.
+        index: usize,
+    },
+    /// The worker of the model `model`: one per load, and a new one per replace.
+    Worker {
+        /// The model's name.
+        model: String,
+    },
+}
+
+/// The callback of [`crate::SchedulerConfig::on_thread_start`].
+#[derive(Clone)]
+pub(crate) struct ThreadStart(pub(crate) std::sync::Arc<dyn Fn(&SchedulerThread) + Send + Sync>);
+
+impl ThreadStart {
+    pub(crate) fn call(&self, thread: &SchedulerThread) {
+        (self.0)(thread);
+    }
+}
+
+impl std::fmt::Debug for ThreadStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ThreadStart(..)")
+    }
+}

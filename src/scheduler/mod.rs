@@ -28,7 +28,8 @@ use rayon::ThreadPool;
 #[doc(hidden)]
 pub use budget::CpuLimits;
 pub use budget::ThreadBudget;
-pub use config::{BatchPolicy, ModelConfig};
+use config::ThreadStart;
+pub use config::{BatchPolicy, ModelConfig, SchedulerThread};
 pub use error::{SchedulerError, ServeError};
 pub use instance::ModelStatus;
 pub use metrics::{
@@ -54,6 +55,7 @@ pub struct SchedulerConfig {
     record_ring: usize,
     record_sink: Option<Sender<BatchRecord>>,
     inline_small_batches: bool,
+    thread_start: Option<ThreadStart>,
 }
 
 impl Default for SchedulerConfig {
@@ -67,6 +69,7 @@ impl Default for SchedulerConfig {
             // On by default: it removes two of the four thread hand-offs a small batch costs
             // (measured 2.5–4× less added latency per request); the budget report says so.
             inline_small_batches: true,
+            thread_start: None,
         }
     }
 }
@@ -112,6 +115,45 @@ impl SchedulerConfig {
     /// and counts it in [`crate::Counters::records_dropped`]).
     pub fn record_sink(mut self, sink: Sender<BatchRecord>) -> Self {
         self.record_sink = Some(sink);
+        self
+    }
+
+    /// Calls `start` first thing on every thread the scheduler starts, on that thread: each
+    /// thread of the pool it builds (not of a pool given with [`SchedulerConfig::pool`]: build
+    /// that one with rayon's `start_handler`) and each model's worker, which forms the batches
+    /// and runs the small ones itself. The place to pin them to CPUs (`sched_setaffinity`), set
+    /// their priority, or note their thread ids for per-thread accounting, as rayon's
+    /// `start_handler` does for a pool.
+    ///
+    /// `start` must not panic: a panic on a worker fails that model's load as
+    /// [`SchedulerError::WarmupPanicked`], and on a pool thread it is rayon's to handle.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use densebatch::prelude::*;
+    /// use densebatch::{ModelConfig, Scheduler, SchedulerConfig, SchedulerThread};
+    ///
+    /// let started = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&started);
+    /// let config = SchedulerConfig::default().threads(1).on_thread_start(move |thread| {
+    ///     // e.g. pin `thread` here; this one notes which thread it was and where it ran.
+    ///     let name = std::thread::current().name().map(str::to_string);
+    ///     log.lock().unwrap().push((thread.clone(), name));
+    /// });
+    /// let scheduler = Scheduler::new(config)?;
+    /// let model = Model::random(&[4, 8, 2], Activation::Relu, Activation::Softmax, 1).compile()?;
+    /// scheduler.load("a", Arc::new(model), ModelConfig::default())?;
+    /// // `load` returns once the worker has warmed up, so its start was seen.
+    /// let worker = SchedulerThread::Worker { model: "a".to_string() };
+    /// let name = Some("densebatch-a".to_string());
+    /// assert!(started.lock().unwrap().contains(&(worker, name)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_thread_start(
+        mut self,
+        start: impl Fn(&SchedulerThread) + Send + Sync + 'static,
+    ) -> Self {
+        self.thread_start = Some(ThreadStart(Arc::new(start)));
         self
     }
 }
@@ -200,18 +242,22 @@ impl Scheduler {
         budget.inline_small_batches = config.inline_small_batches;
         let pool = match config.pool {
             Some(pool) => pool,
-            None => Arc::new(
-                rayon::ThreadPoolBuilder::new()
+            None => {
+                let mut builder = rayon::ThreadPoolBuilder::new()
                     .num_threads(budget.pool_threads)
-                    .thread_name(|i| format!("densebatch-pool-{i}"))
-                    .build()
-                    .map_err(SchedulerError::Pool)?,
-            ),
+                    .thread_name(|i| format!("densebatch-pool-{i}"));
+                if let Some(start) = config.thread_start.clone() {
+                    builder = builder
+                        .start_handler(move |index| start.call(&SchedulerThread::Pool { index }));
+                }
+                Arc::new(builder.build().map_err(SchedulerError::Pool)?)
+            }
         };
         let context = WorkerContext {
             pool,
             record_sink: config.record_sink,
             inline_small_batches: config.inline_small_batches,
+            thread_start: config.thread_start,
         };
         Ok(Scheduler {
             registry: Registry::new(context, config.record_ring),

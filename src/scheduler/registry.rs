@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use super::config::ModelConfig;
+use super::config::{ModelConfig, SchedulerThread};
 use super::error::SchedulerError;
 use super::instance::{ModelHandle, ModelShared};
 use super::state::ModelState;
@@ -136,7 +136,14 @@ impl Registry {
                     Arc::clone(&shared),
                     Arc::clone(&predictor),
                 );
-                move || worker::run(context, shared, predictor, receiver, ready_tx)
+                move || {
+                    if let Some(start) = &context.thread_start {
+                        start.call(&SchedulerThread::Worker {
+                            model: shared.name.to_string(),
+                        });
+                    }
+                    worker::run(context, shared, predictor, receiver, ready_tx)
+                }
             });
         let worker = match spawned {
             Ok(w) => w,

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::ThreadPool;
 
-use super::config::BatchPolicy;
+use super::config::{BatchPolicy, ThreadStart};
 use super::instance::ModelShared;
 use super::metrics::{BatchRecord, CloseReason, bump, nanos};
 use super::policy::{ComputeProfile, Decision, OpenBatch, warmup_sizes};
@@ -31,6 +31,8 @@ pub(crate) struct WorkerContext {
     pub(crate) pool: Arc<ThreadPool>,
     pub(crate) record_sink: Option<Sender<BatchRecord>>,
     pub(crate) inline_small_batches: bool,
+    /// Called first on each worker thread.
+    pub(crate) thread_start: Option<ThreadStart>,
 }
 
 /// How warmup ended, sent to the thread that loads the model.

@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use densebatch::Precision;
 use serde::Serialize;
 
+use crate::machine::CpuSet;
+
 /// Run, inspect, import and serve dense models with densebatch.
 #[derive(Debug, Parser)]
 #[command(name = "densebatch", version, arg_required_else_help = true)]
@@ -213,9 +215,18 @@ pub struct ServeSimArgs {
     /// Requests each model's queue holds before submits are rejected.
     #[arg(long, default_value = "1024")]
     pub queue_capacity: NonZeroUsize,
-    /// CPUs the scheduler's compute pool uses (default: the available cores).
+    /// CPUs the scheduler's compute pool uses (default: one per --scheduler-cpus CPU, else the
+    /// available cores).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
+    /// Pin the scheduler's threads (its pool and each model's worker) to these CPUs, e.g. `0` or
+    /// `0-1` (Linux).
+    #[arg(long, value_name = "CPUS")]
+    pub scheduler_cpus: Option<CpuSet>,
+    /// Pin the load generator's threads (senders, collectors, the capacity client) to these
+    /// CPUs, e.g. `1` (Linux).
+    #[arg(long, value_name = "CPUS")]
+    pub generator_cpus: Option<CpuSet>,
     /// Seed of the arrival times and the random inputs.
     #[arg(long, default_value = "1")]
     pub seed: u64,

@@ -21,6 +21,7 @@ mod digits;
 mod import;
 mod inspect;
 mod io;
+mod machine;
 mod model_source;
 mod open_loop;
 mod run;

@@ -38,7 +38,7 @@ pub struct Schedule {
 }
 
 /// What a sender did.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct SendReport {
     /// Requests submitted (accepted or not).
     pub sent: u64,
@@ -50,6 +50,21 @@ pub struct SendReport {
     pub max_lag: Duration,
     /// Mean of that delay.
     pub mean_lag: Duration,
+    /// Every submit's delay behind its scheduled time (ns; zero counts as 1).
+    pub lag: Histogram<u64>,
+}
+
+impl Default for SendReport {
+    fn default() -> Self {
+        SendReport {
+            sent: 0,
+            rejected: 0,
+            unexpected_refusal: None,
+            max_lag: Duration::ZERO,
+            mean_lag: Duration::ZERO,
+            lag: latency_histogram(),
+        }
+    }
 }
 
 /// What a collector saw.
@@ -104,6 +119,8 @@ pub fn send(
         let lag = Instant::now().saturating_duration_since(slot);
         report.max_lag = report.max_lag.max(lag);
         lag_total += lag;
+        let lag_ns = u64::try_from(lag.as_nanos()).unwrap_or(u64::MAX);
+        report.lag.saturating_record(lag_ns.max(1));
 
         let input = &inputs[report.sent as usize % inputs.len()];
         let mut request = Request::new(input.clone());

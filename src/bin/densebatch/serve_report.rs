@@ -6,6 +6,7 @@ use densebatch::{BatchRecord, CloseReason};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::machine::{CpuOverRun, CpuSet, ThreadUsage};
 use crate::open_loop::{CollectReport, SendReport, latency_histogram};
 
 /// Per-batch statistics gathered from the scheduler's batch records.
@@ -112,6 +113,17 @@ pub struct Outcome {
     pub max_send_lag_us: f64,
     /// Mean delay of a submit behind its scheduled time, microseconds.
     pub mean_send_lag_us: f64,
+    /// 99th percentile of that delay, microseconds.
+    pub p99_send_lag_us: f64,
+    /// The full batch's compute time at warmup, microseconds (per model).
+    pub full_batch_compute_us: Option<f64>,
+    /// What the p99 should stay under at moderate load: `max_wait` + 2 × the full batch's
+    /// compute at warmup (a request waits at most `max_wait` for its batch to close, then for the
+    /// batch running before it and its own), microseconds (per model).
+    pub p99_bound_us: Option<f64>,
+    /// The scheduler's own p99, from the actual submit to the reply as its worker measures it,
+    /// microseconds (per model): without the sender's lag and the collector's wake-up.
+    pub scheduler_p99_us: Option<f64>,
 }
 
 /// Latency percentiles, microseconds.
@@ -172,6 +184,12 @@ pub struct Measured {
     pub latency: Histogram<u64>,
     /// Batch statistics.
     pub batches: BatchTotals,
+    /// The full batch's compute time at warmup (the fastest of its rounds).
+    pub full_batch_compute: Option<Duration>,
+    /// The batch policy's `max_wait`.
+    pub max_wait: Duration,
+    /// The scheduler's own p99, submit to reply as its worker measures it (per model).
+    pub scheduler_p99: Option<Duration>,
 }
 
 impl Measured {
@@ -194,6 +212,9 @@ impl Measured {
             failed: collect.failed,
             latency: collect.latency,
             batches,
+            full_batch_compute: None,
+            max_wait: Duration::ZERO,
+            scheduler_p99: None,
         }
     }
 
@@ -209,6 +230,9 @@ impl Measured {
             failed: 0,
             latency: latency_histogram(),
             batches: BatchTotals::default(),
+            full_batch_compute: None,
+            max_wait: Duration::ZERO,
+            scheduler_p99: None,
         };
         let mut lag_weighted = 0.0;
         for part in parts {
@@ -218,6 +242,11 @@ impl Measured {
             total.send.rejected += part.send.rejected;
             total.send.max_lag = total.send.max_lag.max(part.send.max_lag);
             lag_weighted += part.send.mean_lag.as_secs_f64() * part.send.sent as f64;
+            total
+                .send
+                .lag
+                .add(&part.send.lag)
+                .expect("histograms share their bounds");
             total.ok += part.ok;
             total.expired += part.expired;
             total.failed += part.failed;
@@ -285,6 +314,16 @@ impl Measured {
             mean_compute_us: b.compute.as_secs_f64() * 1e6 / b.batches.max(1) as f64,
             max_send_lag_us: self.send.max_lag.as_secs_f64() * 1e6,
             mean_send_lag_us: self.send.mean_lag.as_secs_f64() * 1e6,
+            p99_send_lag_us: if self.send.lag.is_empty() {
+                0.0
+            } else {
+                self.send.lag.value_at_quantile(0.99) as f64 / 1e3
+            },
+            full_batch_compute_us: self.full_batch_compute.map(|d| d.as_secs_f64() * 1e6),
+            p99_bound_us: self
+                .full_batch_compute
+                .map(|d| (self.max_wait + 2 * d).as_secs_f64() * 1e6),
+            scheduler_p99_us: self.scheduler_p99.map(|d| d.as_secs_f64() * 1e6),
         }
     }
 }
@@ -298,6 +337,90 @@ pub struct RunOutcome {
     pub models: Vec<Outcome>,
     /// All models together.
     pub total: Outcome,
+    /// The threads' and the CPUs' time over the run (Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineRun>,
+}
+
+/// What the threads and the CPUs did over one run: the figures that tell the machine from us.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineRun {
+    /// Wall time between the two readings, ms.
+    pub wall_ms: f64,
+    /// Each thread of the scheduler and of the load generator.
+    pub threads: Vec<ThreadRow>,
+    /// Each CPU, from /proc/stat's clock ticks: sampled, and on a virtual machine with a
+    /// tickless kernel busy + idle can fall short of the wall time by a fifth. The run-queue
+    /// wait of our threads is the exact measure of what others took from them.
+    pub cpus: Vec<CpuOverRun>,
+}
+
+/// One thread over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadRow {
+    /// What it is: `worker MODEL`, `pool N`, `sender MODEL`, `collector MODEL`, `records`.
+    pub thread: String,
+    /// The CPUs it was pinned to, if it was.
+    pub pinned: Option<String>,
+    /// Time on a CPU, ms.
+    pub cpu_ms: f64,
+    /// Time runnable but waiting for a CPU, ms.
+    pub runqueue_ms: f64,
+    /// Times it blocked or slept.
+    pub voluntary_switches: u64,
+    /// Times it was preempted.
+    pub involuntary_switches: u64,
+}
+
+impl ThreadRow {
+    /// A row from a thread's usage.
+    pub fn new(thread: String, pinned: Option<&CpuSet>, usage: ThreadUsage) -> Self {
+        ThreadRow {
+            thread,
+            pinned: pinned.map(ToString::to_string),
+            cpu_ms: usage.cpu_ns as f64 / 1e6,
+            runqueue_ms: usage.runqueue_ns as f64 / 1e6,
+            voluntary_switches: usage.voluntary,
+            involuntary_switches: usage.involuntary,
+        }
+    }
+}
+
+/// Prints, per run, each thread's and each CPU's time.
+pub fn print_machine_table(runs: &[RunOutcome]) {
+    println!(
+        "{:>5}  {:<22} {:>6} {:>9} {:>6} {:>9} {:>8} {:>8}",
+        "load", "thread / cpu", "pinned", "cpu ms", "cpu %", "runq ms", "vol cs", "invol cs"
+    );
+    for run in runs {
+        let Some(m) = &run.machine else { continue };
+        let label = load_label(run.load);
+        for t in &m.threads {
+            println!(
+                "{:>5}  {:<22} {:>6} {:>9.1} {:>6.1} {:>9.2} {:>8} {:>8}",
+                label,
+                truncate(&t.thread, 22),
+                t.pinned.as_deref().unwrap_or("-"),
+                t.cpu_ms,
+                100.0 * t.cpu_ms / m.wall_ms.max(1e-9),
+                t.runqueue_ms,
+                t.voluntary_switches,
+                t.involuntary_switches,
+            );
+        }
+        for c in &m.cpus {
+            println!(
+                "{:>5}  {:<22} {:>6} {:>9.0} {:>6.1}  steal {:.0} ms, idle {:.0} ms",
+                label,
+                format!("cpu{} busy", c.cpu),
+                "",
+                c.busy_ms,
+                100.0 * c.busy_ms / m.wall_ms.max(1e-9),
+                c.steal_ms,
+                c.idle_ms,
+            );
+        }
+    }
 }
 
 /// Heads the batch-size distribution columns of the batch table.
@@ -330,7 +453,7 @@ fn load_label(load: Option<f64>) -> String {
 /// Prints the latency table: one row per model (and a total when there are several) per run.
 pub fn print_latency_table(runs: &[RunOutcome]) {
     println!(
-        "{:>5}  {:<12} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "{:>5}  {:<12} {:>9} {:>9} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "load",
         "model",
         "offered/s",
@@ -345,13 +468,14 @@ pub fn print_latency_table(runs: &[RunOutcome]) {
         "p99 µs",
         "p99.9 µs",
         "max µs",
+        "lag p99",
         "lag max",
     );
     for run in runs {
         for o in rows_of(run) {
             let l = &o.latency_us;
             println!(
-                "{:>5}  {:<12} {:>9.0} {:>9.0} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
+                "{:>5}  {:<12} {:>9.0} {:>9.0} {:>8} {:>8} {:>6} {:>6} {:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
                 load_label(run.load),
                 truncate(&o.model, 12),
                 o.offered_rps,
@@ -366,8 +490,33 @@ pub fn print_latency_table(runs: &[RunOutcome]) {
                 l.p99,
                 l.p999,
                 l.max,
+                o.p99_send_lag_us,
                 o.max_send_lag_us,
             );
+        }
+    }
+}
+
+/// Prints each model's p99 bound and whether each run kept to it.
+pub fn print_bounds(runs: &[RunOutcome]) {
+    for run in runs {
+        for o in &run.models {
+            if let Some(bound) = o.p99_bound_us {
+                let verdict = if o.latency_us.p99 <= bound && o.rejected == 0 {
+                    "held"
+                } else {
+                    "missed"
+                };
+                println!(
+                    "{:>5}  {:<12} p99 {:.0} µs (the scheduler's own, from submit: {:.0} µs) against max_wait + 2 × full batch ({:.0} µs at warmup) = {bound:.0} µs, {} rejected: {verdict}",
+                    load_label(run.load),
+                    truncate(&o.model, 12),
+                    o.latency_us.p99,
+                    o.scheduler_p99_us.unwrap_or(0.0),
+                    o.full_batch_compute_us.unwrap_or(0.0),
+                    o.rejected,
+                );
+            }
         }
     }
 }
