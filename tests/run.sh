@@ -37,6 +37,10 @@ venv_for() {
   fi
 }
 
+# The server binary for the network tests below, built here: after the Python package's build,
+# cargo rebuilt much of the engine for it.
+cargo build --all-features --bin densebatch
+
 # The Python package (python/): built in place (maturin develop), then pytest.
 venv_for target/py-venv python/requirements-test.txt
 (cd python && VIRTUAL_ENV="$PWD/../target/py-venv" ../target/py-venv/bin/maturin develop -q)
@@ -44,13 +48,12 @@ target/py-venv/bin/python -m pytest python/tests -q -p no:cacheprovider
 part_done "the Python package's build and tests"
 
 # The network server against real clients from PyPI (tritonclient, the kserve SDK), on 127.0.0.1,
-# with the binary the Rust tests just built (features cli + server). Bounded: each server start,
-# request and shutdown has a timeout.
-cargo build --all-features --bin densebatch
+# with the binary built before the Python block (features cli + server). Bounded: each server
+# start, request and shutdown has a timeout.
 venv_for target/server-venv tests/server/requirements.txt
 (cd tests/server && DENSEBATCH_BIN="$PWD/../../target/debug/densebatch" \
   ../../target/server-venv/bin/python -m pytest -q -p no:cacheprovider)
-part_done "the server's build and tests"
+part_done "the server's tests"
 
 # docs/deploy's KServe manifests against the kserve SDK's typed models (unknown fields refused),
 # and their flags against the `densebatch serve` binary the cargo tests just built.
