@@ -140,3 +140,18 @@ proptest! {
         check_loaded(Model::load(tmp.path("")));
     }
 }
+
+/// Inputs the `npy` fuzz target found to crash the loader (tests/fixtures/fuzz/npy): each is a
+/// typed format error now.
+#[test]
+fn fuzz_crash_inputs_of_the_npy_reader_are_format_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz/npy");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let err = densebatch::fuzzing::read_npy_f32(&bytes).unwrap_err();
+        assert!(matches!(err, densebatch::Error::Format { .. }), "{err}");
+        replayed += 1;
+    }
+    assert!(replayed > 0, "no inputs under {}", dir.display());
+}

@@ -94,6 +94,60 @@ fn replies_arrive_whether_the_worker_and_caller_spin_or_sleep() {
     }
 }
 
+/// CPU time (user + system, in clock ticks) of this process's thread whose name is `comm`.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ticks(comm: &str) -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        if std::fs::read_to_string(dir.join("comm")).unwrap().trim() == comm {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // After the parenthesised name: fields 3.. of proc(5); utime and stime are 14 and 15.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        }
+    }
+    panic!("no thread named {comm}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_worker_spins_only_when_the_process_has_more_than_one_cpu() {
+    use densebatch::CpuLimits;
+    let spin = Duration::from_millis(300);
+    for (cpus, name) in [(2, "s2"), (1, "s1")] {
+        let limits = CpuLimits {
+            affinity: Some(cpus),
+            ..CpuLimits::default()
+        };
+        let scheduler =
+            Scheduler::new(SchedulerConfig::default().threads(1).cpu_limits(limits)).unwrap();
+        let config = ModelConfig::default().max_batch_size(1).idle_spin(spin);
+        scheduler
+            .load(name, model(1, OnMarker::Block), config)
+            .unwrap();
+        // After warmup the worker idles (spinning or asleep); one request, then an idle spell.
+        thread::sleep(spin * 2);
+        let before = thread_cpu_ticks(&format!("densebatch-{name}"));
+        let h = scheduler.try_submit(name, row(&[1.0])).unwrap();
+        assert_eq!(h.wait().unwrap().column(0).to_vec(), [1.0]);
+        thread::sleep(spin * 2);
+        let ticks = thread_cpu_ticks(&format!("densebatch-{name}")) - before;
+        // Clock ticks are 10 ms: a 300 ms spin is ~30 of them, sleeping at once almost none.
+        if cpus > 1 {
+            assert!(
+                ticks >= 8,
+                "{cpus} CPUs: the worker spun only {ticks} ticks"
+            );
+        } else {
+            assert!(
+                ticks <= 5,
+                "{cpus} CPU: the worker used {ticks} ticks while idle"
+            );
+        }
+        scheduler.shutdown();
+    }
+}
+
 #[test]
 fn multi_row_requests_that_do_not_fit_open_the_next_batch() {
     let (scheduler, records) = scheduler_with_records();

@@ -174,7 +174,14 @@ fn read_npy_f32_from(mut reader: impl Read, len: u64, origin: &Origin) -> Result
         ));
     }
     let values = super::safetensors_file::f32s_from_le_bytes(&bytes);
-    Ok(ArrayD::from_shape_vec(IxDyn(&header.shape), values).expect("length checked"))
+    // The length matches; ndarray still refuses a shape whose non-zero axes multiply past
+    // isize::MAX, which an empty array (one axis 0) can have.
+    ArrayD::from_shape_vec(IxDyn(&header.shape), values).map_err(|e| {
+        Error::format(
+            origin,
+            format!("shape {:?} is not a valid array shape: {e}", header.shape),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -218,6 +225,21 @@ mod tests {
         bytes.extend(array.iter().flat_map(|v| v.to_le_bytes()));
         let mut file = File::create(path).map_err(|e| Error::io(path, e))?;
         file.write_all(&bytes).map_err(|e| Error::io(path, e))
+    }
+
+    /// Found by the `npy` fuzz target: an empty array (one axis 0, so 0 data bytes) whose other
+    /// axes multiply past what ndarray can index.
+    #[test]
+    fn an_empty_shape_too_large_to_index_is_a_format_error() {
+        let huge = 1usize << 40;
+        for shape in [vec![0, huge, huge], vec![huge, huge, 0]] {
+            let bytes = npy_header_bytes(&shape);
+            let err = read_npy_f32_bytes(&bytes).unwrap_err();
+            assert!(matches!(err, Error::Format { .. }), "{err}");
+        }
+        // A small empty array still reads.
+        let bytes = npy_header_bytes(&[0, 3]);
+        assert_eq!(read_npy_f32_bytes(&bytes).unwrap().shape(), &[0, 3]);
     }
 
     #[test]

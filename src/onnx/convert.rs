@@ -625,7 +625,14 @@ fn matrix(at: &NodeRef<'_>, tensor: &TensorProto) -> Result<Array2<f32>> {
             tensor.name
         )));
     };
-    Ok(Array2::from_shape_vec((rows, cols), values).expect("length checked against dims"))
+    // The length matches the dims; ndarray still refuses an empty matrix whose other axis is
+    // past isize::MAX.
+    Array2::from_shape_vec((rows, cols), values).map_err(|e| {
+        at.error(format!(
+            "weight `{}` has shape {dims:?}, which is not a valid matrix: {e}",
+            tensor.name
+        ))
+    })
 }
 
 /// A bias initializer broadcast along the rows: shape `[n]`, `[1, n]`, `[1]` or a scalar.

@@ -145,7 +145,9 @@ impl ModelConfig {
 
     /// Sets how long an idle worker polls its queue before it sleeps. A request arriving within
     /// that time is picked up at once instead of paying a thread wake-up (10–30 µs on a virtual
-    /// machine); the price is that much CPU per idle spell. Zero sleeps at once. Default 50 µs.
+    /// machine); the price is that much CPU per idle spell. Zero sleeps at once. Default 50 µs;
+    /// ignored when the process may use one CPU only, where spinning would hold up the very
+    /// threads it waits for.
     pub fn idle_spin(mut self, spin: Duration) -> Self {
         self.idle_spin = spin;
         self

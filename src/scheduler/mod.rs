@@ -257,6 +257,7 @@ impl Scheduler {
             pool,
             record_sink: config.record_sink,
             inline_small_batches: config.inline_small_batches,
+            spin_allowed: budget.cpus() > 1,
             thread_start: config.thread_start,
         };
         Ok(Scheduler {

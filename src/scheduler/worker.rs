@@ -31,6 +31,9 @@ pub(crate) struct WorkerContext {
     pub(crate) pool: Arc<ThreadPool>,
     pub(crate) record_sink: Option<Sender<BatchRecord>>,
     pub(crate) inline_small_batches: bool,
+    /// Whether idle workers may spin: not when the process has one CPU, where a spinning worker
+    /// only delays the threads it shares that CPU with (the caller it just answered among them).
+    pub(crate) spin_allowed: bool,
     /// Called first on each worker thread.
     pub(crate) thread_start: Option<ThreadStart>,
 }
@@ -93,6 +96,7 @@ struct Worker {
     pool: Arc<ThreadPool>,
     record_sink: Option<Sender<BatchRecord>>,
     inline_small_batches: bool,
+    idle_spin: Duration,
     policy: BatchPolicy,
     input_width: usize,
     output_width: usize,
@@ -131,6 +135,11 @@ impl Worker {
             pool: Arc::clone(&context.pool),
             record_sink: context.record_sink.clone(),
             inline_small_batches: context.inline_small_batches,
+            idle_spin: if context.spin_allowed {
+                shared.config.idle_spin
+            } else {
+                Duration::ZERO
+            },
             policy,
             input_width,
             output_width,
@@ -239,10 +248,10 @@ impl Worker {
     }
 
     /// Waits for the request that opens the next batch, polling for the model's `idle_spin`
-    /// before sleeping; `None` once the queue is closed and empty.
+    /// (none on one CPU) before sleeping; `None` once the queue is closed and empty.
     fn next_request(&self, queue: &Receiver<Pending>) -> Option<Pending> {
         // `Some(None)`: closed and empty.
-        let polled = poll_for(self.shared.config.idle_spin, || match queue.try_recv() {
+        let polled = poll_for(self.idle_spin, || match queue.try_recv() {
             Ok(p) => Some(Some(p)),
             Err(TryRecvError::Disconnected) => Some(None),
             Err(TryRecvError::Empty) => None,
