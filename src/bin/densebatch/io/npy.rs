@@ -17,6 +17,7 @@ const MAX_HEADER_BYTES: usize = 1 << 20;
 pub fn open(path: &Path, file: File, file_len: u64) -> Result<Box<dyn RowSource>> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let header = read_header_bytes(path, &mut reader)?;
+    check_plain_header(path, &header)?;
     check_shape_fits(path, &header)?;
     let data_offset = header.len() as u64;
     // npyz parses the header again from our copy, then reads the data from the file.
@@ -122,6 +123,20 @@ fn read_header_bytes(path: &Path, reader: &mut impl Read) -> Result<Vec<u8>> {
         .read_exact(&mut header[start..])
         .with_context(|| format!("{}: truncated header", path.display()))?;
     Ok(header)
+}
+
+/// Refuses a header that is more than one flat dictionary with one tuple (`descr`, `fortran_order`,
+/// `shape`): npyz parses it with a backtracking grammar that takes exponential time in the nesting
+/// depth (the cli_input fuzz target found a 60-deep `[[[...` that ran for seconds), and the float
+/// arrays read here never need lists or nested values.
+fn check_plain_header(path: &Path, header: &[u8]) -> Result<()> {
+    let count = |c: u8| header.iter().filter(|&&b| b == c).count();
+    ensure!(
+        count(b'[') == 0 && count(b'{') <= 1 && count(b'(') <= 1,
+        "{}: not a valid .npy file of floats: its header holds nested values",
+        path.display()
+    );
+    Ok(())
 }
 
 /// Refuses a shape whose element count (or any partial product of it) overflows 64 bits: `npyz`
