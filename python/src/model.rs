@@ -500,18 +500,13 @@ fn kernel_kind(name: &str) -> PyResult<KernelKind> {
 }
 
 fn activation(name: &str) -> PyResult<Activation> {
-    const ALL: [Activation; 6] = [
-        Activation::Identity,
-        Activation::Relu,
-        Activation::Sigmoid,
-        Activation::Tanh,
-        Activation::Gelu,
-        Activation::Softmax,
-    ];
-    ALL.into_iter().find(|a| a.name() == name).ok_or_else(|| {
-        PyValueError::new_err(format!(
-            "unknown activation {name:?}; one of {:?}",
-            ALL.map(Activation::name)
-        ))
-    })
+    Activation::ALL
+        .into_iter()
+        .find(|a| a.name() == name)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown activation {name:?}; one of {:?}",
+                Activation::ALL.map(Activation::name)
+            ))
+        })
 }
