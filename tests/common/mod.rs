@@ -167,6 +167,14 @@ pub fn read_npy_f32(path: &Path) -> ArrayD<f32> {
     ArrayD::from_shape_vec(shape, file.into_vec::<f32>().unwrap()).unwrap()
 }
 
+/// Whether the tests run under valgrind (`tests/memcheck.sh` sets `DENSEBATCH_MEMCHECK`), which
+/// runs one thread at a time some 50× slower: the long batch-length sweeps then keep the lengths
+/// at the edges of every tile, block and split, which is where a kernel could read or write out
+/// of bounds, and drop the lengths in between.
+pub fn under_memcheck() -> bool {
+    std::env::var_os("DENSEBATCH_MEMCHECK").is_some()
+}
+
 /// The kernels the kernel-looping tests run: every kernel this CPU supports, or, when the
 /// environment variable `DENSEBATCH_TEST_KERNELS` is set, those of them it names (comma-separated
 /// [`densebatch::KernelKind::name`]s, e.g. `portable,avx2-fma` for a run under valgrind, which

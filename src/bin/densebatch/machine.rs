@@ -4,6 +4,7 @@
 //! CPU's busy and steal time (`/proc/stat`). Linux only; elsewhere pinning is refused and the
 //! figures are absent.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -106,6 +107,32 @@ pub fn pin_current_thread(_cpus: &CpuSet) -> std::io::Result<()> {
         std::io::ErrorKind::Unsupported,
         "pinning threads to CPUs is implemented for Linux only",
     ))
+}
+
+/// Makes the calling thread's sleeps end on time: Linux lets a sleep of a normal thread overrun
+/// by up to its timer slack (50 µs by default), more than the gap between two requests at tens of
+/// thousands per second, which would make an open-loop sender fall behind its own schedule.
+/// Best effort: elsewhere, or when refused, sleeps keep the default slack.
+pub fn precise_sleeps() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument (nanoseconds, here 1) and changes only
+    // the calling thread's timer slack; it touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
+}
+
+/// Runs the calling thread only when its CPU has nothing else to do (`SCHED_IDLE`), for
+/// bookkeeping that must never delay the threads it shares a CPU with. Best effort: elsewhere, or
+/// when refused, the thread keeps its priority.
+pub fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sched_setscheduler reads the `sched_param`, which lives across the call; pid 0 is
+    // the calling thread, and SCHED_IDLE requires priority 0 and no privilege.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+    }
 }
 
 /// The calling thread's kernel id, where there is one.
@@ -267,6 +294,83 @@ pub struct CpuOverRun {
     pub idle_ms: f64,
 }
 
+/// CPU time of every thread of every other process (kernel threads included), keyed by
+/// `(pid, tid)`, with its name: what ran on the machine besides us. Empty where there is no
+/// `/proc`.
+pub fn other_threads() -> HashMap<(u32, u32), (String, u64)> {
+    let own = std::process::id();
+    let mut threads = HashMap::new();
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return threads;
+    };
+    for process in processes.flatten() {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(process.path().join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = task.path();
+            let cpu_ns = std::fs::read_to_string(path.join("schedstat"))
+                .ok()
+                .and_then(|text| parse_schedstat(&text))
+                .map(|(cpu_ns, _)| cpu_ns);
+            let name = std::fs::read_to_string(path.join("comm"));
+            if let (Some(cpu_ns), Ok(name)) = (cpu_ns, name) {
+                threads.insert((pid, tid), (name.trim().to_string(), cpu_ns));
+            }
+        }
+    }
+    threads
+}
+
+/// Another process's thread over a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherThread {
+    /// Its name (`comm`), e.g. `kworker/0:1` or `kdamond.0`.
+    pub name: String,
+    /// Process id.
+    pub pid: u32,
+    /// Time it ran, ms, on any CPU.
+    pub cpu_ms: f64,
+}
+
+/// The other threads that ran between two [`other_threads`] readings, busiest first.
+pub fn others_between(
+    before: &HashMap<(u32, u32), (String, u64)>,
+    after: &HashMap<(u32, u32), (String, u64)>,
+) -> Vec<OtherThread> {
+    let mut ran: Vec<OtherThread> = after
+        .iter()
+        .filter_map(|(&(pid, tid), (name, cpu_ns))| {
+            let earlier = before.get(&(pid, tid)).map_or(0, |(_, ns)| *ns);
+            let ns = cpu_ns.saturating_sub(earlier);
+            (ns > 0).then(|| OtherThread {
+                name: name.clone(),
+                pid,
+                cpu_ms: ns as f64 / 1e6,
+            })
+        })
+        .collect();
+    ran.sort_by(|a, b| b.cpu_ms.total_cmp(&a.cpu_ms));
+    ran
+}
+
 /// Each CPU's time between two `/proc/stat` readings.
 pub fn cpus_between(before: &[CpuTicks], after: &[CpuTicks]) -> Vec<CpuOverRun> {
     let ms = ms_per_tick();
@@ -298,6 +402,39 @@ mod tests {
         for bad in ["", "a", "2-1", "1,", "-1", "5000"] {
             assert!(bad.parse::<CpuSet>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn other_threads_are_the_ones_that_ran_busiest_first() {
+        let reading = |entries: &[(u32, u32, &str, u64)]| -> HashMap<(u32, u32), (String, u64)> {
+            entries
+                .iter()
+                .map(|&(pid, tid, name, ns)| ((pid, tid), (name.to_string(), ns)))
+                .collect()
+        };
+        let before = reading(&[(7, 7, "idle-one", 5_000_000), (8, 9, "kworker", 1_000_000)]);
+        let after = reading(&[
+            (7, 7, "idle-one", 5_000_000),
+            (8, 9, "kworker", 1_500_000),
+            // Started during the run: all its time counts.
+            (10, 10, "kdamond.0", 2_000_000),
+        ]);
+        let ran = others_between(&before, &after);
+        let names: Vec<_> = ran
+            .iter()
+            .map(|o| (o.name.as_str(), o.pid, o.cpu_ms))
+            .collect();
+        assert_eq!(names, [("kdamond.0", 10, 2.0), ("kworker", 8, 0.5)]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn other_threads_include_other_processes_and_not_ours() {
+        let threads = other_threads();
+        let own = std::process::id();
+        assert!(threads.keys().all(|&(pid, _)| pid != own));
+        // The init process (pid 1) is always there.
+        assert!(threads.keys().any(|&(pid, _)| pid == 1), "{threads:?}");
     }
 
     #[test]

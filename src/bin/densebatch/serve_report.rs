@@ -6,7 +6,7 @@ use densebatch::{BatchRecord, CloseReason};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::machine::{CpuOverRun, CpuSet, ThreadUsage};
+use crate::machine::{CpuOverRun, CpuSet, OtherThread, ThreadUsage};
 use crate::open_loop::{CollectReport, SendReport, latency_histogram};
 
 /// Per-batch statistics gathered from the scheduler's batch records.
@@ -353,6 +353,9 @@ pub struct MachineRun {
     /// tickless kernel busy + idle can fall short of the wall time by a fifth. The run-queue
     /// wait of our threads is the exact measure of what others took from them.
     pub cpus: Vec<CpuOverRun>,
+    /// Threads of other processes (kernel threads included) that ran during the run, busiest
+    /// first: what can take a CPU from a pinned thread without showing as steal.
+    pub others: Vec<OtherThread>,
 }
 
 /// One thread over a run.
@@ -420,6 +423,26 @@ pub fn print_machine_table(runs: &[RunOutcome]) {
                 c.idle_ms,
             );
         }
+        let others: f64 = m.others.iter().map(|o| o.cpu_ms).sum();
+        let busiest: Vec<String> = m
+            .others
+            .iter()
+            .take(3)
+            .map(|o| format!("{} {:.1} ms", o.name, o.cpu_ms))
+            .collect();
+        println!(
+            "{:>5}  {:<22} {:>6} {:>9.1} {:>6.1}  busiest: {}",
+            label,
+            "other processes",
+            "",
+            others,
+            100.0 * others / m.wall_ms.max(1e-9),
+            if busiest.is_empty() {
+                "-".to_string()
+            } else {
+                busiest.join(", ")
+            },
+        );
     }
 }
 

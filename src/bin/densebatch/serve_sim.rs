@@ -483,6 +483,9 @@ fn run_open_loop(
             let gen_cpus = gen_cpus.cloned();
             move || {
                 machine::measured(gen_cpus.as_ref(), || {
+                    // The records are tallied after the fact; the sender and collector on the
+                    // same CPU must never wait for this.
+                    machine::idle_priority();
                     let mut totals: HashMap<Arc<str>, BatchTotals> = HashMap::new();
                     for record in record_rx {
                         totals
@@ -496,6 +499,7 @@ fn run_open_loop(
         })
         .context("cannot start the batch-record thread")?;
 
+    let others_before = machine::other_threads();
     let cpus_before = machine::cpu_ticks();
     let threads_before = scheduler_usage(&log);
     let wall_before = Instant::now();
@@ -527,6 +531,7 @@ fn run_open_loop(
                     .name(format!("gen-send-{i}"))
                     .spawn_scoped(s, move || {
                         machine::measured(gen_cpus, || {
+                            machine::precise_sleeps();
                             open_loop::send(scheduler, &m.name, &m.inputs, &schedule, start, &tx)
                         })
                     })
@@ -546,6 +551,7 @@ fn run_open_loop(
     let wall = wall_before.elapsed();
     let threads_after = scheduler_usage(&log);
     let cpus_after = machine::cpu_ticks();
+    let others = machine::others_between(&others_before, &machine::other_threads());
     let snapshot = scheduler.metrics();
     scheduler.shutdown();
     drop(scheduler);
@@ -584,6 +590,7 @@ fn run_open_loop(
         wall_ms: wall.as_secs_f64() * 1e3,
         threads: rows,
         cpus,
+        others,
     });
 
     let mut measured = Vec::new();
