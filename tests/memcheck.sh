@@ -4,7 +4,7 @@
 # CPU reports none, and the tests are told to run only these two). valgrind runs one thread at a
 # time, so the three test binaries run side by side, each logging to target/memcheck/NAME.log;
 # the long batch-length sweeps keep their edge lengths only (DENSEBATCH_MEMCHECK). Exits non-zero
-# if any memory error is found. Extra arguments go to valgrind. Needs valgrind; takes 15-30 min.
+# if any memory error is found. Extra arguments go to valgrind. Needs valgrind; takes 20-50 min.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "memcheck.sh: valgrind is not installed" >&2; exit 2; }
