@@ -294,49 +294,43 @@ pub struct CpuOverRun {
     pub idle_ms: f64,
 }
 
-/// CPU time of every thread of every other process (kernel threads included), keyed by
-/// `(pid, tid)`, with its name: what ran on the machine besides us. Empty where there is no
-/// `/proc`.
-pub fn other_threads() -> HashMap<(u32, u32), (String, u64)> {
+/// CPU time (ns) and name of threads, keyed by `(pid, tid)`.
+pub type ThreadTimes = HashMap<(u32, u32), (String, u64)>;
+
+/// CPU time of every thread of every other process (kernel threads included): what ran on the
+/// machine besides us. Empty where there is no `/proc`.
+pub fn other_threads() -> ThreadTimes {
     let own = std::process::id();
     let mut threads = HashMap::new();
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return threads;
-    };
-    for process in processes.flatten() {
-        let Some(pid) = process
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
+    for (pid, process) in numbered_entries(std::path::Path::new("/proc")) {
         if pid == own {
             continue;
         }
-        let Ok(tasks) = std::fs::read_dir(process.path().join("task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
-            let Some(tid) = task
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let path = task.path();
-            let cpu_ns = std::fs::read_to_string(path.join("schedstat"))
+        for (tid, task) in numbered_entries(&process.join("task")) {
+            let cpu_ns = std::fs::read_to_string(task.join("schedstat"))
                 .ok()
                 .and_then(|text| parse_schedstat(&text))
                 .map(|(cpu_ns, _)| cpu_ns);
-            let name = std::fs::read_to_string(path.join("comm"));
+            let name = std::fs::read_to_string(task.join("comm"));
             if let (Some(cpu_ns), Ok(name)) = (cpu_ns, name) {
                 threads.insert((pid, tid), (name.trim().to_string(), cpu_ns));
             }
         }
     }
     threads
+}
+
+/// The entries of `dir` named by a number (processes in `/proc`, threads in `task/`), with their
+/// paths; none if `dir` cannot be read (the process may have exited).
+fn numbered_entries(dir: &std::path::Path) -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let number = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((number, entry.path()))
+        })
 }
 
 /// Another process's thread over a run.
@@ -351,10 +345,7 @@ pub struct OtherThread {
 }
 
 /// The other threads that ran between two [`other_threads`] readings, busiest first.
-pub fn others_between(
-    before: &HashMap<(u32, u32), (String, u64)>,
-    after: &HashMap<(u32, u32), (String, u64)>,
-) -> Vec<OtherThread> {
+pub fn others_between(before: &ThreadTimes, after: &ThreadTimes) -> Vec<OtherThread> {
     let mut ran: Vec<OtherThread> = after
         .iter()
         .filter_map(|(&(pid, tid), (name, cpu_ns))| {
@@ -406,7 +397,7 @@ mod tests {
 
     #[test]
     fn other_threads_are_the_ones_that_ran_busiest_first() {
-        let reading = |entries: &[(u32, u32, &str, u64)]| -> HashMap<(u32, u32), (String, u64)> {
+        let reading = |entries: &[(u32, u32, &str, u64)]| -> ThreadTimes {
             entries
                 .iter()
                 .map(|&(pid, tid, name, ns)| ((pid, tid), (name.to_string(), ns)))
