@@ -130,6 +130,10 @@ fn main() -> Result<()> {
 /// is not counted as scheduler overhead.
 const REPLY_SPIN: Duration = Duration::from_millis(5);
 
+/// The pause between calls of the light-load rows: one request per millisecond, as in the network
+/// path's light-load figures.
+const LIGHT_LOAD_GAP: Duration = Duration::from_millis(1);
+
 /// The open-loop generator's shortest sleep.
 const TICK: Duration = Duration::from_micros(200);
 
@@ -150,15 +154,28 @@ fn added_latency(
         .build()?;
     let mut workspaces = compiled.new_workspaces(pool.current_num_threads());
     println!(
-        "\n| rows | direct p50 µs | direct p99 µs | scheduler p50 µs | scheduler p99 µs | added p50 µs | added p99 µs |"
+        "\n| rows | pause between calls | direct p50 µs | direct p99 µs | scheduler p50 µs | scheduler p99 µs | added p50 µs | added p99 µs |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for rows in [1, max_batch] {
-        // max_wait far away: the batch closes exactly when its last row arrives (full).
+    // One row back to back, then one row per millisecond (the light load the network
+    // benchmarks use, with the CPU idle between calls), then a full batch back to back.
+    for (rows, gap) in [
+        (1, Duration::ZERO),
+        (1, LIGHT_LOAD_GAP),
+        (max_batch, Duration::ZERO),
+    ] {
+        // max_wait far away: the batch closes exactly when its last row arrives (full). A caller
+        // that pauses between calls, or shares one CPU with the worker, blocks on its reply as
+        // a plain `Scheduler::predict` does: spinning, it would hold the CPU the worker needs.
+        let reply_spin = if gap.is_zero() && scheduler.budget().cpus() > 1 {
+            REPLY_SPIN
+        } else {
+            Duration::ZERO
+        };
         let config = ModelConfig::default()
             .max_batch_size(rows)
             .max_wait(Duration::from_secs(10))
-            .reply_spin(REPLY_SPIN);
+            .reply_spin(reply_spin);
         scheduler.load("added", compiled.clone(), config)?;
         let x = inputs.slice(ndarray::s![..rows, ..]).to_owned();
         let mut y = Array2::zeros((rows, compiled.output_width()));
@@ -167,11 +184,17 @@ fn added_latency(
             .collect();
         let mut direct = Histogram::<u64>::new(3)?;
         let mut through = Histogram::<u64>::new(3)?;
-        let iterations = if rows == 1 { 20_000 } else { 2_000 };
+        let iterations = match (rows, gap.is_zero()) {
+            (1, true) => 20_000,
+            (1, false) => 4_000,
+            _ => 2_000,
+        };
         for it in 0..iterations + 200 {
+            thread::sleep(gap);
             let t = Instant::now();
             predict_batch(&**compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
             let d = t.elapsed();
+            thread::sleep(gap);
             let mut handles: Vec<ReplyHandle> = Vec::with_capacity(rows);
             for r in &requests[..rows - 1] {
                 handles.push(
@@ -198,7 +221,7 @@ fn added_latency(
         }
         let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
         println!(
-            "| {rows} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {rows} | {gap:?} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             q(&direct, 0.5),
             q(&direct, 0.99),
             q(&through, 0.5),
