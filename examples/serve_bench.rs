@@ -7,6 +7,8 @@
 //! 1. **Added latency.** For a single-row request and for a full batch, the time from the last
 //!    submit to the last reply through the scheduler, against a direct `predict_batch` of the same
 //!    rows on the same pool, interleaved run by run. The difference is what the scheduler adds.
+//!    The single row is timed back to back and at one call per millisecond (the CPU idle between
+//!    calls, as under light network load).
 //! 2. **Open loop.** Capacity is measured first: closed-loop (a producer blocking on the full
 //!    queue: full batches back-to-back), then open-loop at 150 % of that. The open-loop figure, what
 //!    the scheduler sustains while the load generator shares the machine, is the capacity the load
