@@ -30,7 +30,7 @@ pub(super) const MR_MAX_16_REGISTERS: usize = 6;
 pub(super) const MR_MAX_32_REGISTERS: usize = 8;
 
 /// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
-const PREFETCH_TILES: usize = 4;
+pub(super) const PREFETCH_TILES: usize = 4;
 
 /// `out = act(x · W + b)` for output columns `col0 .. col0 + out.cols()` of a block of rows, `W`
 /// packed in `NR`-wide panels. `col0` must be a multiple of `NR`; `bias` is the whole layer's.
