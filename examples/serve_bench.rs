@@ -158,7 +158,7 @@ fn added_latency(
     println!(
         "\n| rows | pause between calls | direct p50 µs | direct p99 µs | scheduler p50 µs | scheduler p99 µs | added p50 µs | added p99 µs |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     // One row back to back, then one row per millisecond (the light load the network
     // benchmarks use, with the CPU idle between calls), then a full batch back to back.
     for (rows, gap) in [
