@@ -267,7 +267,7 @@ impl Layer<'_, '_> {
     /// its next panel. wide-mlp in bf16 (Intel family 6 model 167, interleaved against no
     /// prefetch): 1.10 / 1.03 / 1.05× at 8 / 32 / 128 rows on one thread, 1.11 / 1.04 / 1.02× on
     /// two. Asked for in one burst after each tile instead, the requests stalled the core and
-    /// gained nothing (0.96–1.03×).
+    /// gained nothing (0.95–1.05×).
     #[inline(always)]
     fn row_tiles<L: Widen, E: Element, const NR: usize, const NV: usize, const MR_MAX: usize>(
         &self,
