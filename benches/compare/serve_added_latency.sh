@@ -24,7 +24,7 @@ client_cpu=${CLIENT_CPU:-1}
 http_port=${HTTP_PORT:-28180}
 grpc_port=$((http_port + 1))
 
-if [[ ! -f $models/mnist-mlp/model.json && ! -f $models/mnist-mlp/model.onnx ]]; then
+if [[ ! -f $models/mnist-mlp/manifest.json ]]; then
   "$here/setup_venv.sh"
   target/compare-venv/bin/python "$here/make_models.py" "$models" --models mnist-mlp
 fi
