@@ -38,7 +38,7 @@ fn main() -> Result<()> {
     let (model_dir, batch, threads, reps, warmup, precision) = match args.as_slice() {
         [m, b, t, r, w] => (m, b, t, r, w, Precision::F32),
         [m, b, t, r, w, p] => (m, b, t, r, w, p.parse().context("PRECISION")?),
-        _ => bail!("usage: refbench MODEL_DIR BATCH THREADS REPS WARMUP [f32|bf16|int8]"),
+        _ => bail!("usage: refbench MODEL_DIR BATCH THREADS REPS WARMUP [f32|bf16|int8|int8-full]"),
     };
     let batch: usize = batch.parse().context("BATCH")?;
     let threads: usize = threads.parse().context("THREADS")?;

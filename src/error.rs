@@ -135,6 +135,20 @@ pub enum Error {
         /// The kernel's name.
         kernel: &'static str,
     },
+    /// A layer's reduction is longer than the requested weight precision can sum exactly.
+    #[error(
+        "layer {layer}: {inputs} inputs, more than precision {precision} sums exactly (at most {limit})"
+    )]
+    PrecisionLimit {
+        /// The precision's name.
+        precision: &'static str,
+        /// Layer index (0-based).
+        layer: usize,
+        /// The layer's input width.
+        inputs: usize,
+        /// The longest input width the precision accepts.
+        limit: usize,
+    },
 
     // ---- ONNX import ---------------------------------------------------------------------
     /// An ONNX node uses an operator the importer does not convert.

@@ -67,7 +67,7 @@ pub use accuracy::OutputError;
 pub use activation::Activation;
 pub use alloc_count::{AllocScope, AllocUsage, CountingAllocator};
 pub use error::{Error, Origin, Result};
-pub use kernels::{KernelKind, ParsePrecisionError, Precision};
+pub use kernels::{KernelKind, MAX_INT8_FULL_K, ParsePrecisionError, Precision};
 pub use model::{LayerSpec, LayerWeights, Model, ModelSpec};
 pub use onnx::{import_onnx, import_onnx_bytes};
 pub use plan::{CompileOptions, CompiledModel, NonFiniteInput, Tuning};

@@ -1,6 +1,7 @@
 //! Per-thread scratch memory, sized once by the compiled model.
 
-/// Two ping-pong activation buffers of `rows × width` floats, owned by one thread.
+/// Two ping-pong activation buffers of `rows × width` floats, owned by one thread, and one scale
+/// per row for models whose layers quantise their input (full int8).
 ///
 /// A [`crate::Predictor`] makes them ([`crate::Predictor::new_workspace`]); the hot call only
 /// borrows them, so running a model allocates nothing.
@@ -8,6 +9,7 @@
 pub struct Workspace {
     pub(crate) front: Vec<f32>,
     pub(crate) back: Vec<f32>,
+    pub(crate) row_scales: Vec<f32>,
     pub(crate) rows: usize,
     pub(crate) width: usize,
 }
@@ -18,6 +20,7 @@ impl Workspace {
         Workspace {
             front: vec![0.0; rows * width],
             back: vec![0.0; rows * width],
+            row_scales: vec![0.0; rows],
             rows,
             width,
         }
@@ -30,6 +33,6 @@ impl Workspace {
 
     /// Bytes of scratch held.
     pub fn bytes(&self) -> usize {
-        (self.front.len() + self.back.len()) * std::mem::size_of::<f32>()
+        (self.front.len() + self.back.len() + self.row_scales.len()) * std::mem::size_of::<f32>()
     }
 }

@@ -173,7 +173,7 @@ fn every_precision_is_bit_identical_on_every_kernel_and_path() -> Result<()> {
         13,
     );
     let x = input(300, 300);
-    for precision in [Precision::Bf16, Precision::Int8] {
+    for precision in [Precision::Bf16, Precision::Int8, Precision::Int8Full] {
         let reference = model.predict_reference_with(x.view(), precision)?;
         // Not the f32 bits: the precision changes the result, by a little.
         let f32_reference = model.predict_reference(x.view())?;
@@ -206,27 +206,52 @@ fn every_precision_is_bit_identical_on_every_kernel_and_path() -> Result<()> {
 }
 
 /// Dynamic int8 schemes that quantise activations with one scale per batch give a row a result
-/// that depends on its batch-mates; int8 weights with f32 activations must not.
+/// that depends on its batch-mates; int8 weights with f32 activations must not, nor full int8,
+/// which quantises each row on its own.
 #[test]
 fn an_int8_row_does_not_depend_on_its_batch_mates() -> Result<()> {
     let model = Model::random(&[64, 96, 10], Activation::Relu, Activation::Identity, 21);
-    let compiled = model.compile_with(&CompileOptions::default().precision(Precision::Int8))?;
-    let row = input(1, 64);
-    let alone = compiled.predict(row.view())?;
-    for scale in [1e-3f32, 1.0, 1e3] {
-        for mates in [1, 7, 40] {
-            let mut batch = input(mates + 1, 64).mapv(|v| v * scale);
-            batch.row_mut(mates / 2).assign(&row.row(0));
-            let y = compiled.predict(batch.view())?;
-            let got = y.row(mates / 2);
-            assert!(
-                got.iter()
-                    .zip(alone.row(0))
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "batch-mates ×{scale}, {mates} of them: {got} vs alone {}",
-                alone.row(0)
-            );
+    for precision in [Precision::Int8, Precision::Int8Full] {
+        let compiled = model.compile_with(&CompileOptions::default().precision(precision))?;
+        let row = input(1, 64);
+        let alone = compiled.predict(row.view())?;
+        for scale in [1e-3f32, 1.0, 1e3] {
+            for mates in [1, 7, 40] {
+                let mut batch = input(mates + 1, 64).mapv(|v| v * scale);
+                batch.row_mut(mates / 2).assign(&row.row(0));
+                let y = compiled.predict(batch.view())?;
+                let got = y.row(mates / 2);
+                assert!(
+                    got.iter()
+                        .zip(alone.row(0))
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{precision}: batch-mates ×{scale}, {mates} of them: {got} vs alone {}",
+                    alone.row(0)
+                );
+            }
         }
     }
     Ok(())
+}
+
+#[test]
+fn full_int8_refuses_reductions_it_cannot_sum_exactly() {
+    let limit = densebatch::MAX_INT8_FULL_K;
+    let full = CompileOptions::default().precision(Precision::Int8Full);
+    let too_wide = Model::random(&[limit + 1, 2], Activation::Relu, Activation::Identity, 1);
+    let err = too_wide.compile_with(&full).unwrap_err();
+    assert!(
+        matches!(err, densebatch::Error::PrecisionLimit { layer: 0, inputs, limit: l, .. } if inputs == limit + 1 && l == limit),
+        "{err}"
+    );
+    assert!(too_wide.compile_with(&CompileOptions::default()).is_ok());
+    let widest = Model::random(&[limit, 2], Activation::Relu, Activation::Identity, 1);
+    let x = input(3, limit).mapv(|v| v.signum() * 100.0);
+    let compiled = widest.compile_with(&full).unwrap();
+    assert_eq!(
+        compiled.predict(x.view()).unwrap(),
+        widest
+            .predict_reference_with(x.view(), Precision::Int8Full)
+            .unwrap()
+    );
 }

@@ -87,6 +87,7 @@ fn digits_accuracy_holds_in_bf16_and_within_one_sample_in_int8() {
     assert!(f32_correct > 400, "{f32_correct}");
     assert_eq!(correct(Precision::Bf16), f32_correct);
     assert!(correct(Precision::Int8).abs_diff(f32_correct) <= 1);
+    assert!(correct(Precision::Int8Full).abs_diff(f32_correct) <= 1);
 }
 
 #[test]
@@ -107,4 +108,6 @@ fn weight_bytes_follow_the_precision() {
     assert_eq!(bytes(Precision::F32), 4 * weights + 4 * 74);
     assert_eq!(bytes(Precision::Bf16), 2 * weights + 4 * 74);
     assert_eq!(bytes(Precision::Int8), weights + 4 * 74 + 4 * 74);
+    // Full int8 adds each column's code sum; both reductions are already multiples of 4.
+    assert_eq!(bytes(Precision::Int8Full), weights + 3 * 4 * 74);
 }

@@ -45,7 +45,9 @@ pub(crate) fn engine(py: Python<'_>, error: Error) -> PyErr {
             exception(py, "InvalidInput", message, &[])
         }
         Error::ThreadPool { .. } => exception(py, "DensebatchError", message, &[]),
-        Error::UnsupportedKernel { .. } => PyValueError::new_err(message),
+        Error::UnsupportedKernel { .. } | Error::PrecisionLimit { .. } => {
+            PyValueError::new_err(message)
+        }
         _ => exception(py, "LoadError", message, &[]),
     }
 }

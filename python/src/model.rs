@@ -399,7 +399,7 @@ impl PyCompiledModel {
         self.compiled().kernel().name()
     }
 
-    /// How the weights are stored: "f32", "bf16" or "int8".
+    /// How the weights are stored: "f32", "bf16", "int8" or "int8-full".
     #[getter]
     fn precision(&self) -> &'static str {
         self.compiled().precision().name()

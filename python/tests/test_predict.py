@@ -199,7 +199,7 @@ def test_batch_inference_equals_predict(digits_dir, digits_test):
         densebatch.batch_inference(model, x, batch_size=0)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "int8-full"])
 def test_low_precision_weights_keep_the_bit_identity_promise(small_model, precision):
     x = rows(90, 24, seed=7)
     models = [

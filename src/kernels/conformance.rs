@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
-use super::{KernelKind, PackedWeights, Precision, Rows, RowsMut};
+use super::{KernelKind, LayerInput, PackedWeights, Precision, QuantizedRows, Rows, RowsMut};
 use crate::Activation;
 use crate::kernels::reference::dense_reference_precision;
 
@@ -68,19 +68,42 @@ impl Candidate {
             Candidate::Kind(kind) => kind.panel_width(n),
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide if n <= 16 => 16,
+            #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => 32,
+        }
+    }
+
+    /// The kernel family whose full-int8 path the candidate runs.
+    fn kind(self) -> KernelKind {
+        match self {
+            Candidate::Kind(kind) => kind,
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx2FmaWide => KernelKind::Avx2Fma,
         }
     }
 
     fn run(
         self,
-        x: Rows<'_>,
+        x: LayerInput<'_>,
         w: &PackedWeights,
         col0: usize,
         bias: &[f32],
         act: Activation,
         out: RowsMut<'_>,
     ) {
+        let x = match x {
+            LayerInput::F32(rows) => rows,
+            #[cfg(target_arch = "x86_64")]
+            LayerInput::Int8(rows) if matches!(self, Candidate::Avx2FmaWide) => {
+                // SAFETY: `check` runs only supported candidates, and this one needs AVX2 + FMA.
+                return unsafe { super::x86_int8::dense_avx2(rows, w, col0, bias, act, out) };
+            }
+            quantized => {
+                return self
+                    .kind()
+                    .dense_layer_columns(quantized, w, col0, bias, act, out);
+            }
+        };
         match self {
             Candidate::Kind(kind) => kind.dense_columns(x, w, col0, bias, act, out),
             #[cfg(target_arch = "x86_64")]
@@ -147,7 +170,21 @@ pub(crate) fn check_input(
     for r in 0..m {
         xbuf[r * xs..r * xs + k].copy_from_slice(x.row(r).as_slice().unwrap());
     }
-    let xrows = Rows::new(&xbuf, m, k, xs);
+    let mut scales = vec![0.0f32; m];
+    let xrows = if precision == Precision::Int8Full {
+        kernel
+            .kind()
+            .quantize_rows(&mut xbuf, m, k, xs, &mut scales);
+        LayerInput::Int8(QuantizedRows::new(
+            bytemuck::cast_slice(&xbuf),
+            &scales,
+            m,
+            k,
+            4 * xs,
+        ))
+    } else {
+        LayerInput::F32(Rows::new(&xbuf, m, k, xs))
+    };
     let bias = b.as_slice().unwrap();
     let mut splits = vec![n];
     if !act.is_row_wise() && n > nr {
@@ -285,6 +322,9 @@ conformance! {
     portable_int8 => Subject(Candidate::Kind(KernelKind::Portable), Precision::Int8),
     avx2_fma_int8 => Subject(Candidate::Kind(KernelKind::Avx2Fma), Precision::Int8),
     avx512_int8 => Subject(Candidate::Kind(KernelKind::Avx512), Precision::Int8),
+    portable_int8_full => Subject(Candidate::Kind(KernelKind::Portable), Precision::Int8Full),
+    avx2_fma_int8_full => Subject(Candidate::Kind(KernelKind::Avx2Fma), Precision::Int8Full),
+    avx512_int8_full => Subject(Candidate::Kind(KernelKind::Avx512), Precision::Int8Full),
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -292,4 +332,5 @@ conformance! {
     avx2_fma_wide => Candidate::Avx2FmaWide,
     avx2_fma_wide_bf16 => Subject(Candidate::Avx2FmaWide, Precision::Bf16),
     avx2_fma_wide_int8 => Subject(Candidate::Avx2FmaWide, Precision::Int8),
+    avx2_fma_wide_int8_full => Subject(Candidate::Avx2FmaWide, Precision::Int8Full),
 }

@@ -5,21 +5,34 @@
 mod buffer;
 mod finite;
 mod generic;
+mod int8_dot;
 mod matrix;
 #[cfg(target_arch = "x86_64")]
 mod narrow_avx512;
 mod packed;
 pub(crate) mod precision;
+mod quantized_rows;
 pub(crate) mod reference;
 mod widened;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+mod x86_int8;
+#[cfg(target_arch = "x86_64")]
 mod x86_widened;
 
 pub(crate) use matrix::{Rows, RowsMut};
 pub(crate) use packed::PackedWeights;
-pub use precision::{ParsePrecisionError, Precision};
+pub use precision::{MAX_INT8_FULL_K, ParsePrecisionError, Precision};
+pub(crate) use quantized_rows::QuantizedRows;
+
+/// A layer's input as its kernel reads it: `f32` rows, or rows quantised per row for
+/// [`Precision::Int8Full`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LayerInput<'a> {
+    F32(Rows<'a>),
+    Int8(QuantizedRows<'a>),
+}
 
 use crate::Activation;
 
@@ -150,6 +163,11 @@ impl KernelKind {
         assert_eq!(bias.len(), w.n());
         assert_eq!(w.nr(), self.panel_width(w.n()));
         assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
+        assert_ne!(
+            w.precision(),
+            Precision::Int8Full,
+            "full-int8 weights read quantised rows (dense_layer_columns)"
+        );
         self.assert_supported();
         let kc = Self::kc(w.nr());
         if w.precision() != Precision::F32 {
@@ -170,6 +188,82 @@ impl KernelKind {
             // SAFETY: the CPU supports AVX-512F and FMA (asserted above).
             KernelKind::Avx512 => unsafe {
                 x86::dense_avx512(x, w, col0, bias, activation, out, kc)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),
+        }
+    }
+}
+
+impl KernelKind {
+    /// [`Self::dense_columns`] for either kind of input; quantised rows need full-int8 weights.
+    ///
+    /// # Panics
+    /// As [`Self::dense_columns`], and if the input's kind does not match the weights'.
+    pub(crate) fn dense_layer_columns(
+        self,
+        x: LayerInput<'_>,
+        w: &PackedWeights,
+        col0: usize,
+        bias: &[f32],
+        activation: Activation,
+        out: RowsMut<'_>,
+    ) {
+        let x = match x {
+            LayerInput::F32(rows) => {
+                return self.dense_columns(rows, w, col0, bias, activation, out);
+            }
+            LayerInput::Int8(rows) => rows,
+        };
+        assert_eq!(w.precision(), Precision::Int8Full);
+        assert!(col0 + out.cols() <= w.n());
+        assert_eq!(x.rows(), out.rows());
+        assert_eq!(bias.len(), w.n());
+        assert_eq!(w.nr(), self.panel_width(w.n()));
+        assert_eq!(col0 % w.nr(), 0, "column split off a panel boundary");
+        self.assert_supported();
+        match self {
+            KernelKind::Portable => int8_dot::dense_portable(x, w, col0, bias, activation, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F/BW/VNNI, AVX2 and FMA (checked here).
+            KernelKind::Avx512 if x86_int8::has_vnni() => unsafe {
+                x86_int8::dense_avx512_vnni(x, w, col0, bias, activation, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (asserted above; AVX-512 kinds need them).
+            KernelKind::Avx2Fma | KernelKind::Avx512 => unsafe {
+                x86_int8::dense_avx2(x, w, col0, bias, activation, out)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),
+        }
+    }
+
+    /// Quantises `rows` rows of `k` values (`stride` floats apart in `buf`) in place for
+    /// [`Precision::Int8Full`], each row's scale into `scales` (see [`QuantizedRows`]).
+    ///
+    /// # Panics
+    /// If the kernel is not supported by this CPU or the buffers are too short.
+    pub(crate) fn quantize_rows(
+        self,
+        buf: &mut [f32],
+        rows: usize,
+        k: usize,
+        stride: usize,
+        scales: &mut [f32],
+    ) {
+        self.assert_supported();
+        match self {
+            KernelKind::Portable => quantized_rows::quantize_in_place(buf, rows, k, stride, scales),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX-512F/BW, AVX2 and FMA (checked here).
+            KernelKind::Avx512 if x86_int8::has_vnni() => unsafe {
+                x86_int8::quantize_avx512(buf, rows, k, stride, scales)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU supports AVX2 and FMA (asserted above).
+            KernelKind::Avx2Fma | KernelKind::Avx512 => unsafe {
+                x86_int8::quantize_avx2(buf, rows, k, stride, scales)
             },
             #[cfg(not(target_arch = "x86_64"))]
             KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),

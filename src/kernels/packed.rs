@@ -3,13 +3,16 @@
 use ndarray::ArrayView2;
 
 use super::buffer::WeightBuffer;
-use super::precision::{Precision, bf16_bits, quantize_int8};
+use super::precision::{ACTIVATION_CODE_OFFSET, Precision, bf16_bits, quantize_int8};
 
 /// A `[k, n]` weight matrix cut into column panels `nr` wide. Panel `p` holds, for each
 /// `kk` in `0..k`, the `nr` weights `W[kk, p*nr .. p*nr+nr]` contiguously; the last panel is
 /// zero-padded. A kernel's inner loop therefore reads one panel front to back. The elements are
 /// `f32`, bf16 bits (`u16`) or int8 codes (`i8`) with one scale per column, per [`Precision`];
-/// in every case they live in the `f32`-typed [`WeightBuffer`], reinterpreted.
+/// in every case they live in the `f32`-typed [`WeightBuffer`], reinterpreted. Full int8
+/// ([`Precision::Int8Full`]) keeps the int8 codes in the layout of VNNI's byte dot products
+/// instead: `k` padded to a multiple of 4 with zeros, and for each group of 4 reduction steps the
+/// `nr` columns' 4 codes each, so one 64-byte load feeds 16 columns × 4 steps.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PackedWeights {
     k: usize,
@@ -18,6 +21,9 @@ pub(crate) struct PackedWeights {
     precision: Precision,
     /// The int8 scale of each of the `n` columns (empty in other precisions).
     scales: Vec<f32>,
+    /// Full int8: `128 · Σ_k q[k, c]` per column, what the unsigned activation codes add to
+    /// each sum (empty in other precisions).
+    code_offsets: Vec<i32>,
     data: WeightBuffer,
     /// Whether kernels prefetch the next panel (for weights streamed from DRAM).
     prefetch: bool,
@@ -49,6 +55,7 @@ impl PackedWeights {
             nr,
             precision: Precision::F32,
             scales: Vec::new(),
+            code_offsets: Vec::new(),
             data,
             prefetch: false,
         }
@@ -71,6 +78,41 @@ impl PackedWeights {
                 let (q, scales) = quantize_int8(w);
                 Self::pack_elements(q.view(), nr, huge_pages, precision, scales)
             }
+            Precision::Int8Full => Self::pack_int8_full(w, nr, huge_pages),
+        }
+    }
+
+    /// Packs the int8 codes of `w` in the VNNI layout (see the type's documentation).
+    fn pack_int8_full(w: ArrayView2<'_, f32>, nr: usize, huge_pages: bool) -> Self {
+        assert!(nr > 0);
+        let (q, scales) = quantize_int8(w);
+        let (k, n) = q.dim();
+        let panels = n.div_ceil(nr);
+        let panel_bytes = (k.div_ceil(4) * 4 * nr).max(1);
+        let mut data = WeightBuffer::zeroed((panels * panel_bytes).div_ceil(4), huge_pages);
+        let all: &mut [i8] = bytemuck::cast_slice_mut(&mut data[..]);
+        for (p, panel) in all.chunks_exact_mut(panel_bytes).take(panels).enumerate() {
+            let c0 = p * nr;
+            for kk in 0..k {
+                for c in 0..nr.min(n - c0) {
+                    panel[(kk / 4 * nr + c) * 4 + kk % 4] = q[[kk, c0 + c]];
+                }
+            }
+        }
+        let code_offsets = (0..n)
+            .map(|c| {
+                ACTIVATION_CODE_OFFSET * q.column(c).iter().map(|&v| i32::from(v)).sum::<i32>()
+            })
+            .collect();
+        PackedWeights {
+            k,
+            n,
+            nr,
+            precision: Precision::Int8Full,
+            scales,
+            code_offsets,
+            data,
+            prefetch: false,
         }
     }
 
@@ -108,6 +150,7 @@ impl PackedWeights {
             nr,
             precision,
             scales,
+            code_offsets: Vec::new(),
             data,
             prefetch: false,
         }
@@ -155,9 +198,25 @@ impl PackedWeights {
     #[inline]
     pub(crate) fn panel_elements<E: bytemuck::Pod>(&self, p: usize) -> &[E] {
         assert_eq!(size_of::<E>(), self.precision.bytes_per_weight());
+        debug_assert_ne!(self.precision, Precision::Int8Full);
         let len = self.k * self.nr;
         let all: &[E] = bytemuck::cast_slice(&self.data[..]);
         &all[p * len..(p + 1) * len]
+    }
+
+    /// Full int8 panel `p`: `k.div_ceil(4)` groups of `nr × 4` codes (see the type's
+    /// documentation).
+    #[inline]
+    pub(crate) fn vnni_panel(&self, p: usize) -> &[i8] {
+        debug_assert_eq!(self.precision, Precision::Int8Full);
+        let len = self.k.div_ceil(4) * 4 * self.nr;
+        let all: &[i8] = bytemuck::cast_slice(&self.data[..]);
+        &all[p * len..(p + 1) * len]
+    }
+
+    /// Full int8: `128 · Σ_k q[k, c]` for each column (empty in other precisions).
+    pub(crate) fn code_offsets(&self) -> &[i32] {
+        &self.code_offsets
     }
 
     /// The precision the elements are stored in.
@@ -172,8 +231,12 @@ impl PackedWeights {
 
     /// Bytes held: the packed elements (padding included) and the scales.
     pub(crate) fn bytes(&self) -> usize {
-        self.n.div_ceil(self.nr) * self.k * self.nr * self.precision.bytes_per_weight()
-            + 4 * self.scales.len()
+        let k = match self.precision {
+            Precision::Int8Full => self.k.div_ceil(4) * 4,
+            _ => self.k,
+        };
+        self.n.div_ceil(self.nr) * k * self.nr * self.precision.bytes_per_weight()
+            + 4 * (self.scales.len() + self.code_offsets.len())
     }
 }
 
@@ -211,5 +274,24 @@ mod tests {
         let codes: &[i8] = q.panel_elements(0);
         assert_eq!(&codes[..4], &[-127, -127, -127, -104]);
         assert_eq!(&codes[8..12], &[85, 104, 127, 127]);
+    }
+
+    #[test]
+    fn full_int8_panels_group_four_steps_per_column_with_offsets() {
+        // k = 5: two groups of 4 steps, the second padded with zeros.
+        let w = Array2::from_shape_fn((5, 3), |(i, j)| {
+            (i as f32 + 1.0) * if j == 1 { -1.0 } else { 1.0 }
+        });
+        let q = PackedWeights::pack_precision(w.view(), 2, false, Precision::Int8Full);
+        assert_eq!(q.bytes(), 2 * 8 * 2 + 3 * 4 + 3 * 4);
+        let codes = [25i8, 51, 76, 102, 127];
+        let panel = q.vnni_panel(0);
+        assert_eq!(&panel[..4], &codes[..4]); // column 0, steps 0..4
+        assert_eq!(&panel[4..8], &codes.map(|c| -c)[..4]); // column 1
+        assert_eq!(&panel[8..12], &[127, 0, 0, 0]); // column 0, step 4 and padding
+        assert_eq!(&q.vnni_panel(1)[..4], &codes[..4]); // column 2
+        assert_eq!(&q.vnni_panel(1)[4..8], &[0; 4]); // padded column
+        let sum: i32 = codes.iter().map(|&c| i32::from(c)).sum();
+        assert_eq!(q.code_offsets(), &[128 * sum, -128 * sum, 128 * sum]);
     }
 }

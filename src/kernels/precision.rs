@@ -43,18 +43,37 @@ pub enum Precision {
     /// `acc = 0; acc = fma(x[k], q[k, n], acc)` in `k` order (each `q` exact in `f32`), then
     /// `fma(acc, s[n], b[n])`, one rounding, then the activation.
     Int8,
+    /// Full int8, opt-in: the weights as in `Int8`, and each layer's input quantised too, per
+    /// row (never per batch, so a row's result never depends on its batch-mates):
+    /// `a = max_k |x[k]|`, `s_x = a / 127`, `q_x[k] = round_ties_even(x[k] * (127 / a))` (all
+    /// zero when `a < 1e-30`). Each output is the exact integer sum `acc = Σ_k q_x[k] · q[k, n]`
+    /// (`i32`, in any order: integer sums are exact), then `fma(acc as f32, s_x * s[n], b[n])`,
+    /// one rounding, then the activation. A row holding NaN or an infinity gives NaN outputs.
+    /// Reductions longer than [`MAX_INT8_FULL_K`] are refused at compile time (the sums could
+    /// overflow `i32`).
+    Int8Full,
 }
+
+/// The longest reduction [`Precision::Int8Full`] accepts: `255 · 127 · k` (the kernels' unsigned
+/// activation codes times the weight codes) stays below `2^31`.
+pub const MAX_INT8_FULL_K: usize = 66_000;
 
 impl Precision {
     /// Every precision, `F32` first.
-    pub const ALL: [Precision; 3] = [Precision::F32, Precision::Bf16, Precision::Int8];
+    pub const ALL: [Precision; 4] = [
+        Precision::F32,
+        Precision::Bf16,
+        Precision::Int8,
+        Precision::Int8Full,
+    ];
 
-    /// A short name: `f32`, `bf16` or `int8` (what [`FromStr`] parses).
+    /// A short name: `f32`, `bf16`, `int8` or `int8-full` (what [`FromStr`] parses).
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::Int8 => "int8",
+            Precision::Int8Full => "int8-full",
         }
     }
 
@@ -63,7 +82,7 @@ impl Precision {
         match self {
             Precision::F32 => 4,
             Precision::Bf16 => 2,
-            Precision::Int8 => 1,
+            Precision::Int8 | Precision::Int8Full => 1,
         }
     }
 }
@@ -82,7 +101,7 @@ impl fmt::Display for ParsePrecisionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown precision {:?} (expected f32, bf16 or int8)",
+            "unknown precision {:?} (expected f32, bf16, int8 or int8-full)",
             self.0
         )
     }
@@ -148,11 +167,55 @@ pub(crate) fn effective_weights(
     match precision {
         Precision::F32 => (w.to_owned(), None),
         Precision::Bf16 => (w.mapv(round_bf16), None),
-        Precision::Int8 => {
+        Precision::Int8 | Precision::Int8Full => {
             let (q, scales) = quantize_int8(w);
             (q.mapv(f32::from), Some(scales))
         }
     }
+}
+
+/// What the kernels store for an activation code: `q + 128`, so that VNNI's unsigned-by-signed
+/// byte products apply (the kernels take `128 · Σ_k q[k, n]` back off each sum).
+pub(crate) const ACTIVATION_CODE_OFFSET: i32 = 128;
+
+/// Rows whose largest magnitude is below this quantise to zero (scale 0): `127 / a` would
+/// overflow `f32` for the smallest ones, and no `f32` layer output can tell them from zero anyway.
+pub(crate) const TINY_ROW: f32 = 1e-30;
+
+/// The [`Precision::Int8Full`] quantisation of one row: its scale `s_x` and the multiplier
+/// `127 / a`; NaN and 0 when the row holds NaN or an infinity, 0 and 0 when its largest magnitude
+/// is below [`TINY_ROW`] (the codes are then all zero).
+#[inline(always)]
+pub(crate) fn row_scale(x: &[f32]) -> (f32, f32) {
+    let mut max = 0.0f32;
+    let mut finite = true;
+    for &v in x {
+        let a = v.abs();
+        // `>` rather than `f32::max`: a plain compare-and-select vectorises.
+        max = if a > max { a } else { max };
+        finite &= a < f32::INFINITY;
+    }
+    scale_for_max(max, finite)
+}
+
+/// [`row_scale`] from a row's largest magnitude and whether all its values are finite.
+#[inline(always)]
+pub(crate) fn scale_for_max(max: f32, finite: bool) -> (f32, f32) {
+    if !finite {
+        (f32::NAN, 0.0)
+    } else if max < TINY_ROW {
+        (0.0, 0.0)
+    } else {
+        (max / 127.0, 127.0 / max)
+    }
+}
+
+/// One activation's stored code (`q + 128`) for the multiplier `127 / a` of its row.
+#[inline(always)]
+pub(crate) fn activation_code(v: f32, inv: f32) -> u8 {
+    // `|v| * inv` can exceed 127 by a rounding step only: it rounds to 127. A NaN row has
+    // `inv = 0`; its codes are then 0 + 128 (`NaN as i32` is 0), and its scale NaN.
+    ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + ACTIVATION_CODE_OFFSET) as u8
 }
 
 #[cfg(test)]
@@ -195,7 +258,7 @@ mod tests {
         assert_eq!("INT8".parse::<Precision>(), Ok(Precision::Int8));
         assert_eq!(
             "x".parse::<Precision>().unwrap_err().to_string(),
-            "unknown precision \"x\" (expected f32, bf16 or int8)"
+            "unknown precision \"x\" (expected f32, bf16, int8 or int8-full)"
         );
     }
 }

@@ -581,6 +581,7 @@ pub(super) fn dense_columns(
         Precision::Bf16 => false,
         Precision::Int8 => true,
         Precision::F32 => unreachable!("f32 weights run the f32 kernel"),
+        Precision::Int8Full => unreachable!("full-int8 weights run the int8_dot kernel"),
     };
     match kind {
         KernelKind::Portable if int8 => portable_int8(x, w, col0, bias, activation, out, kc),

@@ -3,7 +3,7 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, PackedWeights, Precision};
+use crate::kernels::{KernelKind, MAX_INT8_FULL_K, PackedWeights, Precision};
 use crate::model::Model;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
 use crate::plan::tuning::{
@@ -81,7 +81,9 @@ impl Model {
     /// Compiles the model: picks the kernel, packs the weights, sizes the workspace.
     ///
     /// # Errors
-    /// [`Error::UnsupportedKernel`] when `options` names a kernel this CPU cannot run.
+    /// [`Error::UnsupportedKernel`] when `options` names a kernel this CPU cannot run;
+    /// [`Error::PrecisionLimit`] when a layer has more inputs than full int8 sums exactly
+    /// ([`crate::MAX_INT8_FULL_K`]).
     pub fn compile_with(&self, options: &CompileOptions) -> Result<CompiledModel> {
         let tuning = &options.tuning;
         let kernel = options.kernel.unwrap_or_else(KernelKind::detect);
@@ -91,6 +93,17 @@ impl Model {
             });
         }
         let spec = self.spec();
+        if options.precision == Precision::Int8Full
+            && let Some((layer, ls)) =
+                (spec.layers.iter().enumerate()).find(|(_, ls)| ls.input > MAX_INT8_FULL_K)
+        {
+            return Err(Error::PrecisionLimit {
+                precision: Precision::Int8Full.name(),
+                layer,
+                inputs: ls.input,
+                limit: MAX_INT8_FULL_K,
+            });
+        }
         let max_width = spec
             .layers
             .iter()

@@ -4,7 +4,7 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, Rows, RowsMut};
+use crate::kernels::{KernelKind, LayerInput, Precision, QuantizedRows, Rows, RowsMut};
 use crate::plan::{CompiledModel, NonFiniteInput};
 use crate::run::column_split::dense_columns_split;
 use crate::workspace::Workspace;
@@ -89,9 +89,16 @@ impl CompiledModel {
     ) {
         let rows = x.nrows();
         let width = ws.width;
-        let Workspace { front, back, .. } = ws;
-        // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`.
-        if x.as_slice().is_none() {
+        let quantize = self.precision == Precision::Int8Full;
+        let Workspace {
+            front,
+            back,
+            row_scales,
+            ..
+        } = ws;
+        // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`;
+        // a layer that quantises its input overwrites it, so never `x` itself.
+        if x.as_slice().is_none() || quantize {
             for (r, row) in x.outer_iter().enumerate() {
                 copy_row(&mut back[r * width..r * width + self.input_width], row);
             }
@@ -102,13 +109,25 @@ impl CompiledModel {
             let (k, n) = (layer.weights.k(), layer.weights.n());
             // Layer i reads `back` and writes `front` when i is even, the other way when odd.
             let (src, dst) = if i % 2 == 0 {
-                (&*back, &mut *front)
+                (&mut *back, &mut *front)
             } else {
-                (&*front, &mut *back)
+                (&mut *front, &mut *back)
             };
-            let src = match (i, x.as_slice()) {
-                (0, Some(slice)) => Rows::new(slice, rows, k, k),
-                _ => Rows::new(src, rows, k, width),
+            let src = if quantize {
+                self.kernel
+                    .quantize_rows(src, rows, k, width, &mut row_scales[..]);
+                LayerInput::Int8(QuantizedRows::new(
+                    bytemuck::cast_slice(&src[..]),
+                    &row_scales[..],
+                    rows,
+                    k,
+                    4 * width,
+                ))
+            } else {
+                LayerInput::F32(match (i, x.as_slice()) {
+                    (0, Some(slice)) => Rows::new(slice, rows, k, k),
+                    _ => Rows::new(src, rows, k, width),
+                })
             };
             let dst = if i == last && direct_out {
                 RowsMut::new(out.as_slice_mut().expect("standard layout"), rows, n, n)

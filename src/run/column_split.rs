@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use crate::kernels::{KernelKind, Rows, RowsMut};
+use crate::kernels::{KernelKind, LayerInput, RowsMut};
 
 use crate::plan::CompiledLayer;
 
@@ -28,7 +28,7 @@ const UNIT_PANELS: usize = 4;
 /// split never changes a bit.
 pub(crate) fn dense_columns_split(
     kernel: KernelKind,
-    x: Rows<'_>,
+    x: LayerInput<'_>,
     layer: &CompiledLayer,
     out: RowsMut<'_>,
     threads: usize,
@@ -42,7 +42,7 @@ pub(crate) fn dense_columns_split(
         .min(MAX_PARTS);
     let threads = threads.min(parts);
     if threads <= 1 {
-        kernel.dense_columns(x, &layer.weights, 0, &layer.bias, layer.activation, out);
+        kernel.dense_layer_columns(x, &layer.weights, 0, &layer.bias, layer.activation, out);
         return;
     }
     let claims = Mutex::new(Claims::new(out, nr * unit, parts, threads));
@@ -54,7 +54,14 @@ pub(crate) fn dense_columns_split(
                 .unwrap_or_else(|e| e.into_inner())
                 .claim(worker);
             let Some((col0, part)) = next else { break };
-            kernel.dense_columns(x, &layer.weights, col0, &layer.bias, layer.activation, part);
+            kernel.dense_layer_columns(
+                x,
+                &layer.weights,
+                col0,
+                &layer.bias,
+                layer.activation,
+                part,
+            );
         }
     };
     on_threads(0, threads, &work);

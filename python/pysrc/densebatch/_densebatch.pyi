@@ -28,7 +28,7 @@ def load(
     threads: int | None = None,
     kernel: str | None = None,
     non_finite: Literal["reject", "propagate"] = "reject",
-    precision: Literal["f32", "bf16", "int8"] = "f32",
+    precision: Literal["f32", "bf16", "int8", "int8-full"] = "f32",
 ) -> CompiledModel: ...
 def default_threads() -> tuple[int, str]: ...
 def supported_kernels() -> list[str]: ...
@@ -51,7 +51,7 @@ class Model:
         threads: int | None = None,
         kernel: str | None = None,
         non_finite: Literal["reject", "propagate"] = "reject",
-        precision: Literal["f32", "bf16", "int8"] = "f32",
+        precision: Literal["f32", "bf16", "int8", "int8-full"] = "f32",
     ) -> CompiledModel: ...
     def predict_reference(self, x: _F32) -> _F32: ...
     @property
@@ -75,7 +75,7 @@ class CompiledModel:
         threads: int | None = None,
         kernel: str | None = None,
         non_finite: Literal["reject", "propagate"] = "reject",
-        precision: Literal["f32", "bf16", "int8"] = "f32",
+        precision: Literal["f32", "bf16", "int8", "int8-full"] = "f32",
     ) -> CompiledModel: ...
     @property
     def model(self) -> Model: ...

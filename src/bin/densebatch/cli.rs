@@ -111,7 +111,8 @@ pub struct DigitsArgs {
     /// Worker threads (default: the available cores).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
-    /// Weight precision: f32, bf16 or int8 (see `densebatch inspect --precision`).
+    /// Weight precision: f32, bf16, int8, or int8-full (activations quantised per row too; see
+    /// `densebatch inspect --precision`).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
 }
@@ -140,7 +141,8 @@ pub struct RunArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Weight precision: f32, bf16 or int8 (see `densebatch inspect --precision`).
+    /// Weight precision: f32, bf16, int8, or int8-full (activations quantised per row too; see
+    /// `densebatch inspect --precision`).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
 }
@@ -153,9 +155,9 @@ pub struct InspectArgs {
     /// Thread budget to report (default: the available cores).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
-    /// Weight precision: f32, bf16 or int8. Other than f32, also measures its accuracy: against
-    /// the float64 check vectors and labelled test data in the model's folder (where present)
-    /// and against f32 on random rows.
+    /// Weight precision: f32, bf16, int8 or int8-full. Other than f32, also measures its accuracy:
+    /// against the float64 check vectors and labelled test data in the model's folder (where
+    /// present) and against f32 on random rows.
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// Random standard-normal rows for the accuracy comparison with f32.
