@@ -4,7 +4,7 @@ read beside their speed.
 
 Usage (from the repository root, after make_models.py and make_ort_quantized.py):
     target/compare-venv/bin/python benches/compare/quant_accuracy.py --models-dir target/compare/models \
-        [--models mnist-mlp] [--densebatch target/release/densebatch] [--precisions bf16,int8] [--json out.json]
+        [--models mnist-mlp] [--densebatch target/release/densebatch] [--precisions bf16,int8,int8-full] [--json out.json]
 
 Columns, per model and engine:
   check max abs, check SQNR   against the float64 check vectors (x_check.npy, y_check.npy; 4 rows)
@@ -147,7 +147,7 @@ def main():
     parser.add_argument("--models", default="tiny-mlp,mnist-mlp,wide-mlp")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime's intra-op threads")
     parser.add_argument("--densebatch", help="our CLI (cargo build --release --features cli); without it, ORT only")
-    parser.add_argument("--precisions", default="bf16,int8", help="our reduced precisions to measure")
+    parser.add_argument("--precisions", default="bf16,int8,int8-full", help="our reduced precisions to measure")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     results = []

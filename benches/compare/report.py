@@ -59,15 +59,15 @@ def table(results):
 
 
 # Bits per weight: a rival of "same or lower precision" has at most as many.
-BITS = {"f32": 32, "bf16": 16, "int8": 8}
+BITS = {"f32": 32, "bf16": 16, "int8": 8, "int8-full": 8}
 
 
 def precision_table(results, accuracy=None):
-    """ours-bf16 and ours-int8 against ours, ort and the fastest quantized ORT engine of the same
-    or lower precision, per cell; "" when the run timed neither. `accuracy`: quant_accuracy.py's
+    """ours-bf16, ours-int8 and ours-int8-full against ours, ort and the fastest quantized ORT
+    engine of the same or lower precision, per cell; "" when the run timed neither. `accuracy`: quant_accuracy.py's
     JSON, whose SQNR and argmax agreement then follow each engine."""
     by = {(r["model"], r["batch"], r["engine"], r["threads"]): r for r in results if "samples_per_s" in r}
-    ours = [e for e in ("ours-bf16", "ours-int8") if any(k[2] == e for k in by)]
+    ours = [e for e in ("ours-bf16", "ours-int8", "ours-int8-full") if any(k[2] == e for k in by)]
     if not ours:
         return ""
     acc = {(a["model"], a["engine"]): a for a in (accuracy or {}).get("results", [])}

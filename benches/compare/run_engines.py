@@ -5,7 +5,7 @@ Usage (from the repository root; compare.sh sets everything up):
     target/compare-venv/bin/python benches/compare/run_engines.py --models-dir target/compare/models \
         --ours 'target/release/examples/refbench {model_dir} {batch} {threads} {reps} {warmup}' \
         [--models mnist-mlp] [--batches 1,32,512] [--threads 1,2] [--rounds 5] [--json out.json] [--twin] [--ort-process]
-        [--engines ort,ort-dyn-pt,ort-nb8-a4] [--ours-precisions f32,bf16,int8]
+        [--engines ort,ort-dyn-pt,ort-nb8-a4] [--ours-precisions f32,bf16,int8,int8-full]
 
 Method. For each (model, batch) every engine configuration (engine x thread count) is timed in
 interleaved rounds: round r runs every configuration once, in forward order on even rounds and
@@ -25,8 +25,8 @@ Engines
              COMMAND MODEL_DIR BATCH THREADS REPS WARMUP
          that runs WARMUP untimed and REPS timed batches and prints {"lat_ns": [...]} as its last
          line of stdout (the project's `refbench` example does).
-  ours-bf16, ours-int8
-         with --ours-precisions f32,bf16,int8, the same command with the weight precision as a
+  ours-bf16, ours-int8, ours-int8-full
+         with --ours-precisions f32,bf16,int8,int8-full, the same command with the precision as a
          sixth argument (or where the template says {precision}); `ours` is the f32 one.
   twin   with --twin, the same command again as a second engine in the same rounds: an A/A control.
          Identical engines should tie, so ours/twin shows how far this machine's noise alone moves a
@@ -51,6 +51,7 @@ import numpy as np
 from make_ort_quantized import VARIANTS as ORT_QUANTIZED
 from report import precision_table
 
+OURS_REDUCED = ("ours-bf16", "ours-int8", "ours-int8-full")
 ORT_PROCESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_process.py")
 
 
@@ -236,7 +237,7 @@ def bench_model(args, name, log):
         for (engine, t), _ in configs:
             med = quantile(medians[(engine, t)], 0.5)
             precision = ORT_QUANTIZED[engine][1] if engine in ORT_QUANTIZED else \
-                engine[len("ours-"):] if engine in ("ours-bf16", "ours-int8") else "f32"
+                engine[len("ours-"):] if engine in OURS_REDUCED else "f32"
             row = {"model": name, "batch": batch, "engine": engine, "threads": t, "precision": precision,
                    "median_us": med / 1e3, "p99_us": quantile(calls[(engine, t)], 0.99) / 1e3,
                    "samples_per_s": batch / (med / 1e9),
@@ -253,7 +254,7 @@ def markdown(rows, cpu):
     out = [f"CPU: {cpu}, {os.cpu_count()} logical CPUs. Median of per-round medians; "
            "ratio = our throughput / ONNX Runtime's at the same thread count (> 1: faster).", ""]
     threads = sorted({r["threads"] for r in rows})
-    engines = [e for e in ("ours", "ours-bf16", "ours-int8", "twin", "py", "py-twin", "ort", *ORT_QUANTIZED, "ort-proc", "numpy")
+    engines = [e for e in ("ours", *OURS_REDUCED, "twin", "py", "py-twin", "ort", *ORT_QUANTIZED, "ort-proc", "numpy")
                if any(r["engine"] == e for r in rows)]
     ratios = [(a, b) for a, b in (("ours", "ort"), ("ours", "twin"), ("py", "ort"), ("py", "py-twin"), ("ort-proc", "ort"))
               if a in engines and b in engines]
@@ -288,7 +289,8 @@ def main():
                         + ",".join(ORT_QUANTIZED))
     parser.add_argument("--ours", help="command template for our engine (see above)")
     parser.add_argument("--ours-precisions", default="f32",
-                        help="time our command at each of these weight precisions (f32,bf16,int8), as ours, ours-bf16, ours-int8")
+                        help="time our command at each of these precisions (f32,bf16,int8,int8-full), as ours, "
+                             "ours-bf16, ours-int8, ours-int8-full")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.25)
     parser.add_argument("--min-reps", type=int, default=3)

@@ -31,6 +31,9 @@ pub(crate) enum Candidate {
     /// The AVX-512 kernel's source, panel widths and tile height compiled for AVX2.
     #[cfg(target_arch = "x86_64")]
     Avx2FmaWide,
+    /// Full int8 on AVX-512 VNNI even where AMX would run.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 /// A kernel under test with the precision its weights are packed in.
@@ -49,6 +52,8 @@ impl Candidate {
             Candidate::Kind(kind) => kind.is_supported(),
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => KernelKind::Avx2Fma.is_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx512Vnni => super::x86_int8::has_vnni(),
         }
     }
 
@@ -60,6 +65,8 @@ impl Candidate {
             Candidate::Kind(KernelKind::Avx512) => "AVX-512F",
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => "AVX2 and FMA",
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx512Vnni => "AVX-512 VNNI",
         }
     }
 
@@ -70,6 +77,8 @@ impl Candidate {
             Candidate::Avx2FmaWide if n <= 16 => 16,
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => 32,
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx512Vnni => KernelKind::Avx512.panel_width(n),
         }
     }
 
@@ -79,6 +88,8 @@ impl Candidate {
             Candidate::Kind(kind) => kind,
             #[cfg(target_arch = "x86_64")]
             Candidate::Avx2FmaWide => KernelKind::Avx2Fma,
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx512Vnni => KernelKind::Avx512,
         }
     }
 
@@ -125,6 +136,8 @@ impl Candidate {
                     ),
                 }
             },
+            #[cfg(target_arch = "x86_64")]
+            Candidate::Avx512Vnni => unreachable!("a full-int8 candidate only"),
         }
     }
 }
@@ -333,4 +346,5 @@ conformance! {
     avx2_fma_wide_bf16 => Subject(Candidate::Avx2FmaWide, Precision::Bf16),
     avx2_fma_wide_int8 => Subject(Candidate::Avx2FmaWide, Precision::Int8),
     avx2_fma_wide_int8_full => Subject(Candidate::Avx2FmaWide, Precision::Int8Full),
+    avx512_vnni_int8_full => Subject(Candidate::Avx512Vnni, Precision::Int8Full),
 }

@@ -199,24 +199,66 @@ impl Layer<'_, '_> {
         // and this kernel runs only on CPUs with `D`'s instruction set (the entry points'
         // contract).
         unsafe { micro::<D, MR, NR, NP, NV>(&xs, &ws, &mut acc) };
-        let n_local = out.cols();
-        let (scales, offsets) = (self.w.scales(), self.w.code_offsets());
         for (i, row_acc) in acc.iter().enumerate() {
-            let sx = self.x.scale(r0 + i);
-            let dst = out.row_mut(r0 + i);
             for (p, sums) in row_acc.iter().enumerate() {
-                let c = (p0 + p) * NR;
-                let width = NR.min(n_local.saturating_sub(c));
-                let g = self.col0 + c;
-                let dst = &mut dst[c..c + width];
-                for (j, v) in dst.iter_mut().enumerate() {
-                    let sum = sums[j] - offsets[g + j];
-                    *v = (sum as f32).mul_add(sx * scales[g + j], self.bias[g + j]);
-                }
-                self.activation.apply_elementwise(dst);
+                epilogue(
+                    &self.x,
+                    self.w,
+                    self.bias,
+                    self.activation,
+                    self.col0,
+                    r0 + i,
+                    p0 + p,
+                    sums,
+                    out,
+                );
             }
         }
     }
+}
+
+/// One row's sums against local panel `p` of `NR` columns (`out`'s column 0 is layer column
+/// `col0`): `fma((sum - offset) as f32, s_x * s[n], b[n])`, then the elementwise activation.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn epilogue<const NR: usize>(
+    x: &QuantizedRows<'_>,
+    w: &PackedWeights,
+    bias: &[f32],
+    activation: Activation,
+    col0: usize,
+    r: usize,
+    p: usize,
+    sums: &[i32; NR],
+    out: &mut RowsMut<'_>,
+) {
+    let c = p * NR;
+    let width = NR.min(out.cols().saturating_sub(c));
+    let g = col0 + c;
+    let (scales, offsets, bias) = (&w.scales()[g..], &w.code_offsets()[g..], &bias[g..]);
+    let sx = x.scale(r);
+    let dst = &mut out.row_mut(r)[c..c + width];
+    let finish =
+        |sum: i32, offset: i32, scale: f32, b: f32| ((sum - offset) as f32).mul_add(sx * scale, b);
+    if let (Ok(dst), Some(scales), Some(offsets), Some(bias)) = (
+        <&mut [f32; NR]>::try_from(&mut *dst),
+        scales.first_chunk::<NR>(),
+        offsets.first_chunk::<NR>(),
+        bias.first_chunk::<NR>(),
+    ) {
+        // A whole panel: fixed-length arrays, which the compiler vectorises, and the activation
+        // applied in registers before the one store (reloading a just-stored panel stalled).
+        let mut values: [f32; NR] =
+            std::array::from_fn(|j| finish(sums[j], offsets[j], scales[j], bias[j]));
+        activation.apply_elementwise(&mut values);
+        *dst = values;
+        return;
+    } else {
+        for (j, v) in dst.iter_mut().enumerate() {
+            *v = finish(sums[j], offsets[j], scales[j], bias[j]);
+        }
+    }
+    activation.apply_elementwise(dst);
 }
 
 /// `acc[i][p][c] = Σ_kk xs[i][kk] · ws[p][code of column c, step kk]` over the whole padded

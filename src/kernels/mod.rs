@@ -17,6 +17,8 @@ mod widened;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
+mod x86_amx;
+#[cfg(target_arch = "x86_64")]
 mod x86_int8;
 #[cfg(target_arch = "x86_64")]
 mod x86_widened;
@@ -58,6 +60,9 @@ pub enum KernelKind {
 /// calls alternated in one process: 256 KiB against 64 KiB on wide-mlp, one thread, 1.04–1.10×
 /// (batch 8–512); 16 KiB (L1-resident) against 64 KiB 0.88–0.94×.
 const KC_PANEL_BYTES: usize = 256 * 1024;
+
+/// Fewest rows full int8 runs on AMX tiles (where the CPU has them) rather than VNNI.
+const AMX_MIN_ROWS: usize = 4;
 
 impl KernelKind {
     /// The fastest kernel this CPU can run.
@@ -224,6 +229,17 @@ impl KernelKind {
         self.assert_supported();
         match self {
             KernelKind::Portable => int8_dot::dense_portable(x, w, col0, bias, activation, out),
+            #[cfg(target_arch = "x86_64")]
+            KernelKind::Avx512
+                if x.rows() >= AMX_MIN_ROWS
+                    && w.nr() == x86_amx::AMX_NR
+                    && x86_int8::has_vnni()
+                    && x86_amx::available() =>
+            {
+                // SAFETY: AMX int8 is available (checked here: CPU and OS) and the CPU supports
+                // AVX-512F/BW, AVX2 and FMA (checked here).
+                unsafe { x86_amx::dense_amx(x, w, col0, bias, activation, out) }
+            }
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX-512F/BW/VNNI, AVX2 and FMA (checked here).
             KernelKind::Avx512 if x86_int8::has_vnni() => unsafe {

@@ -53,6 +53,11 @@ impl<'a> QuantizedRows<'a> {
         &self.codes[r * self.stride..r * self.stride + self.k.div_ceil(4) * 4]
     }
 
+    /// Bytes from one row's codes to the next's.
+    pub(crate) fn row_stride(&self) -> usize {
+        self.stride
+    }
+
     /// Row `r`'s scale.
     #[inline]
     pub(crate) fn scale(&self, r: usize) -> f32 {

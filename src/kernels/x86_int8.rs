@@ -187,19 +187,30 @@ fn row_scale_avx2(row: &[f32]) -> (f32, f32) {
     // SAFETY: AVX2 is the callers' guarantee (they are compiled with it); reads stay in `row`.
     unsafe {
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MAX));
-        let (mut m, mut bad) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        // Four independent maxima: one chain of `vmaxps` would wait on its own latency.
+        let mut m = [_mm256_setzero_ps(); 4];
+        let mut bad = _mm256_setzero_ps();
+        while c + 32 <= row.len() {
+            for (j, m) in m.iter_mut().enumerate() {
+                let a = _mm256_and_ps(_mm256_loadu_ps(row.as_ptr().add(c + 8 * j)), abs);
+                *m = _mm256_max_ps(*m, a);
+                // Not less than infinity (unordered too): an infinity or a NaN.
+                bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
+            }
+            c += 32;
+        }
         while c + 8 <= row.len() {
             let a = _mm256_and_ps(_mm256_loadu_ps(row.as_ptr().add(c)), abs);
-            m = _mm256_max_ps(m, a);
-            // Not less than infinity (ordered): an infinity or a NaN.
-            bad = _mm256_or_ps(
-                bad,
-                _mm256_cmp_ps::<_CMP_NLT_UQ>(a, _mm256_set1_ps(f32::INFINITY)),
-            );
+            m[0] = _mm256_max_ps(m[0], a);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps::<_CMP_NLT_UQ>(a, inf));
             c += 8;
         }
         let mut lanes = [0.0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        _mm256_storeu_ps(
+            lanes.as_mut_ptr(),
+            _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3])),
+        );
         for v in lanes {
             max = if v > max { v } else { max };
         }
