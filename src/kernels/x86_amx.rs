@@ -106,7 +106,7 @@ impl TileConfig {
 ///
 /// # Safety
 /// [`available`] must have returned true (the CPU has AMX int8 and the OS granted the tile
-/// state), and the CPU must support AVX-512F.
+/// state), and the CPU must support AVX-512F and AVX-512BW.
 #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn dense_amx(
