@@ -1,4 +1,6 @@
 //! `predict_into` and `predict_batch` allocate nothing: checked with a counting global allocator.
+//! Calls that enter a rayon pool from outside it share rayon's job queue, which takes one block
+//! per 63 calls; that much is allowed and no more.
 //! One test only, so no other test allocates while it counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -105,10 +107,10 @@ fn predict_batch_does_not_allocate_on_either_split() {
                         .unwrap();
                     let after = ALLOCATIONS.load(Ordering::SeqCst);
                     if counted {
-                        assert_eq!(
-                            after - before,
-                            0,
-                            "columns {columns} batch {batch} allocated"
+                        assert!(
+                            after - before <= 1,
+                            "columns {columns} batch {batch} allocated {} times",
+                            after - before
                         );
                     }
                 }
@@ -118,7 +120,7 @@ fn predict_batch_does_not_allocate_on_either_split() {
             ALLOCATIONS.load(Ordering::SeqCst) - start - 8
         };
         warm_up(&mut round);
-        round(true);
+        assert_within_injector_budget(round(true), 4 * 3, &format!("columns {columns}"));
     }
 }
 
@@ -151,11 +153,11 @@ fn session_predict_into_does_not_allocate() {
                     session.predict_into(x.view(), y.view_mut()).unwrap();
                     let after = ALLOCATIONS.load(Ordering::SeqCst);
                     if counted {
-                        assert_eq!(
-                            after - before,
-                            0,
-                            "session on {threads} threads, batch {} allocated",
-                            x.nrows()
+                        assert!(
+                            after - before <= 1,
+                            "session on {threads} threads, batch {} allocated {} times",
+                            x.nrows(),
+                            after - before
                         );
                     }
                 }
@@ -164,8 +166,20 @@ fn session_predict_into_does_not_allocate() {
             ALLOCATIONS.load(Ordering::SeqCst) - start
         };
         warm_up(&mut round);
-        round(true);
+        let calls = batches.len() * 3;
+        assert_within_injector_budget(round(true), calls, &format!("session on {threads} threads"));
     }
+}
+
+/// Jobs sent into a rayon pool from outside it queue in its injector, which takes a new block of
+/// 63 slots every 63 jobs: one allocation per 63 calls that is rayon's, not ours. Which call of a
+/// round pays for it depends on how long warm-up took, so a round may hold one per 63 calls
+/// (rounded up) and nothing more.
+fn assert_within_injector_budget(allocations: usize, calls: usize, what: &str) {
+    assert!(
+        allocations <= calls.div_ceil(63),
+        "{what}: {allocations} allocations in {calls} calls"
+    );
 }
 
 /// Runs uncounted rounds until one allocates nothing (at most 100): a pool thread's first part in

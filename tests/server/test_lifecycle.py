@@ -28,7 +28,9 @@ def traffic(url, body, stop: threading.Event, results: list, max_requests=400):
 def test_repository_index_unload_load_and_replace_under_traffic(start_server, tmp_path_factory):
     repo = tmp_path_factory.mktemp("lifecycle")
     (repo / "digits").symlink_to(require(MODELS["digits"]), target_is_directory=True)
-    server = start_server("--threads", "1", repo=repo)
+    # Overload shedding (503 while the front lags) is tested on its own; on a busy machine it would
+    # blur the answers this test is about: 200 before an unload, 404 after.
+    server = start_server("--threads", "1", "--max-front-lag-ms", "60000", repo=repo)
     c = httpclient.InferenceServerClient(url=server.http)
     x = np.linspace(0, 16, 64, dtype=np.float32).reshape(1, 64)
     body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}]}
@@ -65,7 +67,7 @@ def test_repository_index_unload_load_and_replace_under_traffic(start_server, tm
     for t in threads:
         t.join(60)
     codes = [code for code, _ in results]
-    assert set(codes) <= {200, 404}, codes
+    assert set(codes) <= {200, 404}, [r for r in results if r[0] not in (200, 404)][:3]
     assert codes.count(200) >= 1 and codes[-1] == 404
     assert not c.is_model_ready("digits")
     index = c.get_model_repository_index()
