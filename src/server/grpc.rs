@@ -252,6 +252,13 @@ impl GrpcInferenceService for Service {
                     preferred_batch_size: vec![],
                     max_queue_delay_microseconds: m.max_wait.as_micros() as u64,
                 }),
+                parameters: [(
+                    "precision".to_string(),
+                    proto::ModelParameter {
+                        string_value: m.precision.name().into(),
+                    },
+                )]
+                .into(),
             }),
         }))
     }

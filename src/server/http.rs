@@ -155,6 +155,7 @@ async fn model_config(State(state): Shared, Path(params): Params) -> Response {
                 "input": [{ "name": INPUT_NAME, "data_type": "TYPE_FP32", "dims": [m.input_width] }],
                 "output": [{ "name": OUTPUT_NAME, "data_type": "TYPE_FP32", "dims": [m.output_width] }],
                 "dynamic_batching": { "max_queue_delay_microseconds": m.max_wait.as_micros() as u64 },
+                "parameters": { "precision": { "string_value": m.precision.name() } },
             }),
         ),
         Err(e) => error_reply(&state, &e),

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
-use crate::{Scheduler, SchedulerConfig, SchedulerError, ThreadBudget};
+use crate::{Precision, Scheduler, SchedulerConfig, SchedulerError, ThreadBudget};
 use state::AppState;
 use stats::BatchBook;
 
@@ -95,6 +95,9 @@ pub struct ServerConfig {
     pub default_timeout: Duration,
     /// Compute pool threads (`None`: one per CPU the process may use).
     pub threads: Option<usize>,
+    /// Weight precision every model is compiled in (`F32` by default); each model's
+    /// configuration reports it.
+    pub precision: Precision,
     /// Threads of the async front (HTTP and gRPC).
     pub front_threads: usize,
     /// Largest request body accepted, in bytes (HTTP; gRPC messages too).
@@ -113,8 +116,8 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The defaults for serving `model_repository`: 127.0.0.1, HTTP 8080, gRPC 8081, 64 rows
-    /// per batch, 500 µs max wait, 1024 queued requests per model, 10 s default deadline,
+    /// The defaults for serving `model_repository`: 127.0.0.1, HTTP 8080, gRPC 8081, f32
+    /// weights, 64 rows per batch, 500 µs max wait, 1024 queued requests per model, 10 s default deadline,
     /// a 64 MiB body limit, one front thread, 503 on overload, refused beyond 10 ms of front lag.
     pub fn new(model_repository: impl Into<PathBuf>) -> Self {
         ServerConfig {
@@ -127,6 +130,7 @@ impl ServerConfig {
             queue_capacity: 1024,
             default_timeout: Duration::from_secs(10),
             threads: None,
+            precision: Precision::F32,
             front_threads: 1,
             body_limit: 64 << 20,
             overload_status: 503,

@@ -14,7 +14,9 @@ use super::error::ApiError;
 use super::front_lag::FrontLag;
 use super::front_metrics::FrontCounters;
 use super::stats::{BatchBook, ModelStats, RequestStats};
-use crate::{Model, ModelConfig, ModelState, Request, Scheduler, SchedulerError};
+use crate::{
+    CompileOptions, Model, ModelConfig, ModelState, Precision, Request, Scheduler, SchedulerError,
+};
 
 /// A model being served, as the protocol describes it.
 #[derive(Debug)]
@@ -25,6 +27,7 @@ pub(crate) struct ServedModel {
     pub(crate) output_width: usize,
     pub(crate) max_batch: usize,
     pub(crate) max_wait: Duration,
+    pub(crate) precision: Precision,
     /// Kept across replaces of the same name.
     pub(crate) requests: Arc<RequestStats>,
 }
@@ -215,8 +218,9 @@ impl AppState {
     fn load_blocking(&self, name: &str, dir: &Path) -> Result<(), ApiError> {
         let fail =
             |e: &dyn std::fmt::Display| ApiError::bad(format!("loading model '{name}': {e}"));
+        let options = CompileOptions::default().precision(self.config.precision);
         let compiled = Model::load(dir)
-            .and_then(|m| m.compile())
+            .and_then(|m| m.compile_with(&options))
             .map_err(|e| fail(&e))?;
         let served = ServedModel {
             name: name.to_string(),
@@ -229,6 +233,7 @@ impl AppState {
             output_width: compiled.output_width(),
             max_batch: self.config.max_batch,
             max_wait: self.config.max_wait,
+            precision: compiled.precision(),
             requests: self
                 .model(name, None)
                 .map_or_else(|_| Arc::default(), |m| Arc::clone(&m.requests)),

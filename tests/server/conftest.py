@@ -136,12 +136,12 @@ def server(start_server) -> Server:
     return start_server("--threads", "1", "--max-body-bytes", "1000000", "--max-batch", "64")
 
 
-def session_outputs(tmp_path_factory, model: str, x: np.ndarray) -> np.ndarray:
+def session_outputs(tmp_path_factory, model: str, x: np.ndarray, precision: str = "f32") -> np.ndarray:
     """The model's outputs for `x` from the library's own batch path, via `densebatch run`."""
     folder = tmp_path_factory.mktemp("expected")
     np.save(folder / "x.npy", x)
     subprocess.run([str(require(BIN)), "run", str(MODELS[model]), "--input", str(folder / "x.npy"),
-                    "--output", str(folder / "y.npy"), "--batch", "7"],
+                    "--output", str(folder / "y.npy"), "--batch", "7", "--precision", precision],
                    check=True, capture_output=True, timeout=120)
     return np.load(folder / "y.npy")
 

@@ -11,7 +11,7 @@ import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from conftest import same_bits
+from conftest import same_bits, session_outputs
 
 
 def http_client(server):
@@ -149,3 +149,29 @@ def test_metrics_are_prometheus_text(server):
     ok = [s.value for s in replies.samples if s.labels == {"protocol": "http", "code": "200"}]
     assert ok and ok[0] > 0
     assert families["densebatch_ready"].samples[0].value == 1
+
+
+def test_precision_is_served_and_reported(start_server, mnist_rows, tmp_path_factory):
+    """`--precision` compiles every model in it: HTTP and gRPC answer with the bits the library
+    gives in that precision (not f32's), and both protocols' model configuration name it."""
+    x, y_f32 = mnist_rows
+    server = start_server("--threads", "1", "--precision", "int8-full")
+    expected = session_outputs(tmp_path_factory, "mnist-mlp", x, "int8-full")
+    assert not same_bits(expected, y_f32)
+    config = http_client(server).get_model_config("mnist-mlp")
+    assert config["parameters"] == {"precision": {"string_value": "int8-full"}}
+    gconfig = grpc_client(server).get_model_config("mnist-mlp", as_json=True)["config"]
+    assert gconfig["parameters"] == {"precision": {"string_value": "int8-full"}}
+    for rows in (slice(0, 1), slice(0, 40), slice(5, 37)):
+        i = httpclient.InferInput("input", list(x[rows].shape), "FP32")
+        i.set_data_from_numpy(x[rows], binary_data=True)
+        assert same_bits(http_client(server).infer("mnist-mlp", [i]).as_numpy("output"), expected[rows])
+        g = grpcclient.InferInput("input", list(x[rows].shape), "FP32")
+        g.set_data_from_numpy(x[rows])
+        assert same_bits(grpc_client(server).infer("mnist-mlp", [g]).as_numpy("output"), expected[rows])
+    assert server.stop() == 0
+
+
+def test_default_precision_is_reported_as_f32(server):
+    config = http_client(server).get_model_config("digits")
+    assert config["parameters"] == {"precision": {"string_value": "f32"}}

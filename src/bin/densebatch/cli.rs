@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Compute pool threads (default: one per CPU this process may use).
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
+    /// Weight precision every model is compiled in: f32, bf16, int8 or int8-full (see
+    /// `densebatch inspect --precision` for each model's accuracy in it).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
     /// Threads of the network front (HTTP and gRPC).
     #[arg(long, default_value = "1")]
     pub front_threads: NonZeroUsize,

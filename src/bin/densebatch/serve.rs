@@ -18,6 +18,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     config.queue_capacity = args.queue_capacity.get();
     config.default_timeout = Duration::from_millis(args.default_timeout_ms);
     config.threads = args.threads.map(|t| t.get());
+    config.precision = args.precision;
     config.front_threads = args.front_threads.get();
     config.body_limit = args.max_body_bytes.get();
     config.overload_status = args.overload_status;
