@@ -5,6 +5,7 @@ use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::kernels::{KernelKind, MAX_INT8_FULL_K, PackedWeights, Precision};
 use crate::model::Model;
+use crate::plan::cache::l2_bytes_per_core;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
 use crate::plan::tuning::{
     BLOCK_BYTES, L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
@@ -66,6 +67,10 @@ pub struct CompiledModel {
     pub(crate) weights_streamed: bool,
     /// Whether the weights fit one core's L2 ([`L2_WEIGHT_BYTES`]).
     pub(crate) weights_fit_l2: bool,
+    /// Packed weight bytes.
+    pub(crate) weight_bytes: usize,
+    /// One core's L2, detected or given ([`crate::Tuning::l2_bytes`]).
+    pub(crate) l2_bytes: usize,
 }
 
 impl Model {
@@ -180,6 +185,8 @@ impl Model {
             flops_per_sample,
             weights_streamed: streamed,
             weights_fit_l2: weight_bytes <= L2_WEIGHT_BYTES,
+            weight_bytes,
+            l2_bytes: tuning.l2_bytes.unwrap_or_else(l2_bytes_per_core),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Planning: turning a validated [`crate::Model`] into a [`CompiledModel`] (options, the
 //! measured tuning constants, weight packing). Nothing here runs a batch; `run/` does.
 
+mod cache;
 mod compile;
 mod options;
 mod tuning;

@@ -86,6 +86,7 @@ pub struct Tuning {
     pub(crate) column_split_rows_per_thread: Option<usize>,
     pub(crate) prefetch_weights: Option<bool>,
     pub(crate) huge_pages: Option<bool>,
+    pub(crate) l2_bytes: Option<usize>,
 }
 
 impl Default for Tuning {
@@ -98,6 +99,7 @@ impl Default for Tuning {
             column_split_rows_per_thread: None,
             prefetch_weights: None,
             huge_pages: None,
+            l2_bytes: None,
         }
     }
 }
@@ -151,6 +153,14 @@ impl Tuning {
     /// refuses, ordinary memory). Default: for weights larger than 8 MiB.
     pub fn huge_pages(mut self, huge: bool) -> Self {
         self.huge_pages = Some(huge);
+        self
+    }
+
+    /// One core's L2 in bytes, as the split plans assume it (default: what the CPU reports).
+    /// Weights too large for one L2 but small enough for the pool's together are split by
+    /// columns at every small batch, from any caller, so each thread keeps its share in its L2.
+    pub fn l2_bytes(mut self, bytes: usize) -> Self {
+        self.l2_bytes = Some(bytes);
         self
     }
 }

@@ -60,6 +60,9 @@ impl CompiledModel {
             return 1;
         }
         let panels = layer.weights.n().div_ceil(layer.weights.nr());
+        if self.split_keeps_weights_in_l2(threads) {
+            return threads.min(panels);
+        }
         let min_flops = if caller_on_pool {
             self.pool_split_min_flops
         } else {
@@ -113,8 +116,24 @@ impl CompiledModel {
     ) -> bool {
         rows <= self.column_split_rows_per_thread.saturating_mul(threads)
             && (caller_on_pool
-                || rows as u64 * self.flops_per_sample >= threads as u64 * self.parallel_min_flops)
+                || rows as u64 * self.flops_per_sample >= threads as u64 * self.parallel_min_flops
+                || self.split_keeps_weights_in_l2(threads))
             && self.columns_beat_rows(rows.min(self.block_rows), threads, caller_on_pool)
+    }
+
+    /// Whether splitting every layer by columns over `threads` threads keeps the weights in
+    /// the threads' L2s from one call to the next: they outgrow one core's L2 but fit in three
+    /// quarters of the pool's (the rest is for activations and code). Each layer is then split
+    /// over every thread at any small batch, from any caller, since the wake-up costs less than
+    /// reading the weights from L3: mnist-mlp (2.7 MB) at one row on two threads of an Intel
+    /// Xeon with 2 MiB of L2 per core (`cargo bench --bench split_cutoff`), split from outside
+    /// the pool 22 µs a call at two rows against 167 µs whole, and at one row from a pool thread
+    /// 18 µs against 65 µs.
+    pub(crate) fn split_keeps_weights_in_l2(&self, threads: usize) -> bool {
+        threads > 1
+            && self.weight_bytes > self.l2_bytes
+            && self.weight_bytes.saturating_mul(4)
+                <= threads.saturating_mul(self.l2_bytes).saturating_mul(3)
     }
 }
 
@@ -122,6 +141,11 @@ impl CompiledModel {
 mod tests {
     use super::*;
     use crate::{Activation, CompileOptions, Model, Tuning};
+
+    /// Plans as on a CPU with 512 KiB of L2 per core (Zen 3), whatever runs the test.
+    fn zen3_l2() -> Tuning {
+        Tuning::default().l2_bytes(512 << 10)
+    }
 
     fn compiled(widths: &[usize], options: &CompileOptions) -> CompiledModel {
         Model::random(widths, Activation::Relu, Activation::Softmax, 1)
@@ -133,7 +157,10 @@ mod tests {
     fn small_batches_of_an_l3_sized_model_split_by_columns_from_two_rows() {
         // 784→512→512→10 (2.6 MB): hidden layers of 0.8 and 0.5 MFLOP per row, which split at
         // one row only for a caller on the pool (250 kFLOP per thread).
-        let model = compiled(&[784, 512, 512, 10], &CompileOptions::default());
+        let model = compiled(
+            &[784, 512, 512, 10],
+            &CompileOptions::default().tuning(zen3_l2()),
+        );
         assert!(model.splits_by_columns(1, 2, true));
         assert!(!model.splits_by_columns(1, 2, false), "one row stays whole");
         for caller_on_pool in [true, false] {
@@ -156,13 +183,16 @@ mod tests {
         // 300→257→129→7 (440 KB): from a pool thread 8 rows fork by rows (4 per task, 0.9
         // MFLOP) and 16 too, which the column split (its softmax layer whole, the 129-wide layer
         // unsplit at 8 rows) does not beat; from outside, 8 rows are too little to wake the pool.
-        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        let model = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions::default().tuning(zen3_l2()),
+        );
         assert!(!model.splits_by_columns(8, 2, true));
         assert!(!model.splits_by_columns(8, 2, false));
         assert!(!model.splits_by_columns(16, 2, true));
         let forced = compiled(
             &[300, 257, 129, 7],
-            &CompileOptions::default().tuning(Tuning::default().column_split_rows_per_thread(8)),
+            &CompileOptions::default().tuning(zen3_l2().column_split_rows_per_thread(8)),
         );
         assert!(
             forced.splits_by_columns(16, 2, true),
@@ -174,7 +204,10 @@ mod tests {
     fn streamed_weights_split_by_columns_whatever_the_path() {
         // 1100→2100→1000 (17.6 MB) with a softmax head: the unsplit last layer makes the
         // column path longer, but the row split would stream every weight once per thread.
-        let model = compiled(&[1100, 2100, 1000], &CompileOptions::default());
+        let model = compiled(
+            &[1100, 2100, 1000],
+            &CompileOptions::default().tuning(zen3_l2()),
+        );
         assert!(model.weights_streamed);
         assert!(model.splits_by_columns(1, 2, false));
         assert!(model.splits_by_columns(128, 2, true));
@@ -188,14 +221,44 @@ mod tests {
     fn a_caller_on_the_pool_forks_with_a_quarter_of_the_work() {
         // 300→257→129→7: 222 kFLOP per row (with bias and activation), so 1 MFLOP takes 5 rows
         // and 250 kFLOP 2.
-        let model = compiled(&[300, 257, 129, 7], &CompileOptions::default());
+        let model = compiled(
+            &[300, 257, 129, 7],
+            &CompileOptions::default().tuning(zen3_l2()),
+        );
         assert_eq!(model.flops_per_sample(), 222_312);
         assert_eq!(model.parallel_min_rows, 5);
         assert_eq!(model.pool_parallel_min_rows, 2);
         let given = compiled(
             &[300, 257, 129, 7],
-            &CompileOptions::default().tuning(Tuning::default().pool_parallel_min_flops(1_000_000)),
+            &CompileOptions::default().tuning(zen3_l2().pool_parallel_min_flops(1_000_000)),
         );
         assert_eq!(given.pool_parallel_min_rows, 5);
+    }
+
+    #[test]
+    fn weights_that_fit_the_pools_l2s_split_at_one_row_from_any_caller() {
+        // mnist-mlp's 2.7 MB with 2 MiB of L2 per core: split over two threads, each keeps its
+        // 1.3 MB share in its L2; on one thread, or with 1 MiB per core, nothing changes.
+        let l2 = |bytes| CompileOptions::default().tuning(Tuning::default().l2_bytes(bytes));
+        let model = compiled(&[784, 512, 512, 10], &l2(2 << 20));
+        assert!(model.split_keeps_weights_in_l2(2));
+        assert!(!model.split_keeps_weights_in_l2(1));
+        for caller_on_pool in [true, false] {
+            assert!(model.splits_by_columns(1, 2, caller_on_pool));
+            let hidden = &model.layers[..2];
+            assert!(
+                hidden
+                    .iter()
+                    .all(|l| model.column_threads(l, 1, 2, caller_on_pool) == 2)
+            );
+        }
+        let smaller = compiled(&[784, 512, 512, 10], &l2(1 << 20));
+        assert!(!smaller.split_keeps_weights_in_l2(2));
+        assert!(!smaller.splits_by_columns(1, 2, false));
+        let fits_one = compiled(&[300, 257, 129, 7], &l2(2 << 20));
+        assert!(
+            !fits_one.split_keeps_weights_in_l2(2),
+            "fits one L2 already"
+        );
     }
 }
