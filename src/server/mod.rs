@@ -117,8 +117,9 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// The defaults for serving `model_repository`: 127.0.0.1, HTTP 8080, gRPC 8081, f32
-    /// weights, 64 rows per batch, 500 µs max wait, 1024 queued requests per model, 10 s default deadline,
-    /// a 64 MiB body limit, one front thread, 503 on overload, refused beyond 10 ms of front lag.
+    /// weights, 64 rows per batch, 500 µs max wait, 1024 queued requests per model, 10 s default
+    /// deadline, a 64 MiB body limit, one front thread, 503 on overload, refused beyond 10 ms of
+    /// front lag.
     pub fn new(model_repository: impl Into<PathBuf>) -> Self {
         ServerConfig {
             model_repository: model_repository.into(),
