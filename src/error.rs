@@ -219,6 +219,15 @@ pub enum Error {
         /// Floats available per buffer.
         got: usize,
     },
+    /// The workspace has no room for a full-int8 model's activation codes (it was made for
+    /// another precision, or by hand with [`crate::Workspace::new`]).
+    #[error("workspace holds {got} bytes of activation codes, this full-int8 model needs {needed}")]
+    WorkspaceWithoutCodes {
+        /// Bytes of codes needed.
+        needed: usize,
+        /// Bytes of codes available.
+        got: usize,
+    },
     /// Not enough workspaces for the thread pool.
     #[error("{got} workspaces for a pool of {needed} threads")]
     TooFewWorkspaces {

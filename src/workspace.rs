@@ -1,7 +1,8 @@
 //! Per-thread scratch memory, sized once by the compiled model.
 
-/// Two ping-pong activation buffers of `rows × width` floats, owned by one thread, and one scale
-/// per row for models whose layers quantise their input (full int8).
+/// Two ping-pong activation buffers of `rows × width` floats, owned by one thread, and for
+/// models whose layers quantise their input (full int8) a buffer of each row's codes and one
+/// scale per row.
 ///
 /// A [`crate::Predictor`] makes them ([`crate::Predictor::new_workspace`]); the hot call only
 /// borrows them, so running a model allocates nothing.
@@ -10,6 +11,7 @@ pub struct Workspace {
     pub(crate) front: Vec<f32>,
     pub(crate) back: Vec<f32>,
     pub(crate) row_scales: Vec<f32>,
+    pub(crate) codes: Vec<u8>,
     pub(crate) rows: usize,
     pub(crate) width: usize,
 }
@@ -21,9 +23,16 @@ impl Workspace {
             front: vec![0.0; rows * width],
             back: vec![0.0; rows * width],
             row_scales: vec![0.0; rows],
+            codes: Vec::new(),
             rows,
             width,
         }
+    }
+
+    /// This workspace with room for its rows' activation codes, `code_stride` bytes a row.
+    pub(crate) fn with_codes(mut self, code_stride: usize) -> Self {
+        self.codes = vec![0; self.rows * code_stride];
+        self
     }
 
     /// Rows processed per block.
@@ -34,5 +43,6 @@ impl Workspace {
     /// Bytes of scratch held.
     pub fn bytes(&self) -> usize {
         (self.front.len() + self.back.len() + self.row_scales.len()) * std::mem::size_of::<f32>()
+            + self.codes.len()
     }
 }

@@ -256,3 +256,19 @@ fn a_workspace_for_a_narrower_model_is_refused() {
     );
     assert!(matches!(err, Err(Error::WorkspaceTooSmall { .. })));
 }
+
+#[test]
+fn a_full_int8_model_refuses_a_workspace_without_room_for_codes() {
+    let options = CompileOptions::default().precision(densebatch::Precision::Int8Full);
+    let (_, m) = compiled(options);
+    let mut f32_workspace = compiled(CompileOptions::default()).1.new_workspace();
+    let (x, mut out) = (Array2::zeros((2, 6)), Array2::zeros((2, 4)));
+    let err = m.predict_into(&mut f32_workspace, x.view(), out.view_mut());
+    assert!(
+        matches!(err, Err(Error::WorkspaceWithoutCodes { needed, got: 0 }) if needed > 0),
+        "{err:?}"
+    );
+    let mut own = m.new_workspace();
+    m.predict_into(&mut own, x.view(), out.view_mut()).unwrap();
+    assert_eq!(own.bytes(), m.workspace_bytes());
+}

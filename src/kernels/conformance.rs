@@ -12,7 +12,9 @@ use std::sync::{Mutex, PoisonError};
 use ndarray::{Array1, Array2};
 use proptest::prelude::*;
 
-use super::{KernelKind, LayerInput, PackedWeights, Precision, QuantizedRows, Rows, RowsMut};
+use super::{
+    KernelKind, LayerInput, PackedWeights, Precision, QuantizedRows, Rows, RowsMut, code_stride,
+};
 use crate::Activation;
 use crate::kernels::reference::dense_reference_precision;
 
@@ -184,17 +186,16 @@ pub(crate) fn check_input(
         xbuf[r * xs..r * xs + k].copy_from_slice(x.row(r).as_slice().unwrap());
     }
     let mut scales = vec![0.0f32; m];
+    let code_stride = code_stride(k);
+    let mut codes = vec![0u8; m * code_stride];
     let xrows = if precision == Precision::Int8Full {
-        kernel
-            .kind()
-            .quantize_rows(&mut xbuf, m, k, xs, &mut scales);
-        LayerInput::Int8(QuantizedRows::new(
-            bytemuck::cast_slice(&xbuf),
-            &scales,
-            m,
-            k,
-            4 * xs,
-        ))
+        kernel.kind().quantize_rows(
+            Rows::new(&xbuf, m, k, xs),
+            &mut codes,
+            code_stride,
+            &mut scales,
+        );
+        LayerInput::Int8(QuantizedRows::new(&codes, &scales, m, k, code_stride))
     } else {
         LayerInput::F32(Rows::new(&xbuf, m, k, xs))
     };

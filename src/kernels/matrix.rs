@@ -100,6 +100,11 @@ impl<'a> RowsMut<'a> {
         self.cols
     }
 
+    /// Floats from one row to the next.
+    pub(crate) fn stride(&self) -> usize {
+        self.stride
+    }
+
     #[inline]
     pub(crate) fn row_mut(&mut self, r: usize) -> &mut [f32] {
         assert!(r < self.rows);

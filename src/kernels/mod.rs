@@ -26,7 +26,7 @@ mod x86_widened;
 pub(crate) use matrix::{Rows, RowsMut};
 pub(crate) use packed::PackedWeights;
 pub use precision::{MAX_INT8_FULL_K, ParsePrecisionError, Precision};
-pub(crate) use quantized_rows::QuantizedRows;
+pub(crate) use quantized_rows::{QuantizedRows, code_stride};
 
 /// A layer's input as its kernel reads it: `f32` rows, or rows quantised per row for
 /// [`Precision::Int8Full`].
@@ -255,31 +255,30 @@ impl KernelKind {
         }
     }
 
-    /// Quantises `rows` rows of `k` values (`stride` floats apart in `buf`) in place for
-    /// [`Precision::Int8Full`], each row's scale into `scales` (see [`QuantizedRows`]).
+    /// Quantises the rows of `x` for [`Precision::Int8Full`]: row `r`'s codes to `codes` at byte
+    /// `r * stride`, its scale to `scales[r]` (see [`QuantizedRows`]).
     ///
     /// # Panics
     /// If the kernel is not supported by this CPU or the buffers are too short.
     pub(crate) fn quantize_rows(
         self,
-        buf: &mut [f32],
-        rows: usize,
-        k: usize,
+        x: Rows<'_>,
+        codes: &mut [u8],
         stride: usize,
         scales: &mut [f32],
     ) {
         self.assert_supported();
         match self {
-            KernelKind::Portable => quantized_rows::quantize_in_place(buf, rows, k, stride, scales),
+            KernelKind::Portable => quantized_rows::quantize_rows(x, codes, stride, scales),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX-512F/BW, AVX2 and FMA (checked here).
             KernelKind::Avx512 if x86_int8::has_vnni() => unsafe {
-                x86_int8::quantize_avx512(buf, rows, k, stride, scales)
+                x86_int8::quantize_avx512(x, codes, stride, scales)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the CPU supports AVX2 and FMA (asserted above).
             KernelKind::Avx2Fma | KernelKind::Avx512 => unsafe {
-                x86_int8::quantize_avx2(buf, rows, k, stride, scales)
+                x86_int8::quantize_avx2(x, codes, stride, scales)
             },
             #[cfg(not(target_arch = "x86_64"))]
             KernelKind::Avx2Fma | KernelKind::Avx512 => unreachable!("not supported"),

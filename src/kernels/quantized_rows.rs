@@ -1,7 +1,8 @@
-//! A layer's input quantised per row for [`super::Precision::Int8Full`]: each row's codes are
-//! written over the row's own `f32` values in the workspace, so the quantised block needs no
-//! memory of its own, and each row's scale goes to a small per-row array.
+//! A layer's input quantised per row for [`super::Precision::Int8Full`]: each row's codes go to
+//! a byte buffer of the workspace, rows packed [`code_stride`] bytes apart, and each row's scale
+//! to a small per-row array.
 
+use super::matrix::Rows;
 use super::precision::{activation_code, row_scale};
 
 /// Rows of activation codes (`q + 128`, `k` padded to a multiple of 4), `stride` bytes apart,
@@ -53,6 +54,14 @@ impl<'a> QuantizedRows<'a> {
         &self.codes[r * self.stride..r * self.stride + self.k.div_ceil(4) * 4]
     }
 
+    /// Row `r`'s codes and what follows them up to a whole number of 64-byte lines.
+    ///
+    /// # Panics
+    /// If the buffer ends before.
+    pub(crate) fn row_lines(&self, r: usize) -> &'a [u8] {
+        &self.codes[r * self.stride..r * self.stride + self.k.div_ceil(64) * 64]
+    }
+
     /// Bytes from one row's codes to the next's.
     pub(crate) fn row_stride(&self) -> usize {
         self.stride
@@ -65,44 +74,34 @@ impl<'a> QuantizedRows<'a> {
     }
 }
 
-/// Values quantised per step of [`quantize_in_place`].
-const CHUNK: usize = 16;
+/// Bytes from one row's codes to the next's for a reduction of `k`: the codes padded to whole
+/// cache lines, and an odd number of lines, so that the rows an AMX tile or a register tile reads
+/// at once fall in different L1 sets. Packed this close (rather than in the bytes of each row's
+/// own `f32` values, 4 × `k` apart) a 32-row block's codes span a quarter of the pages.
+pub(crate) fn code_stride(k: usize) -> usize {
+    let lines = k.div_ceil(64).max(1);
+    64 * (lines | 1)
+}
 
-/// Quantises `rows` rows of `k` values, `stride` floats apart in `buf`, in place: row `r`'s codes
-/// (padded with zero codes to a multiple of 4) overwrite the start of its own values and its scale
-/// goes to `scales[r]`. Code `j` lands in the bytes of value `j / 4`, which the loop has read by
-/// then, so no value is overwritten before it is quantised.
+/// Quantises the rows of `x` into `codes`, row `r` at byte `r * stride` (its `k` codes padded
+/// with zero codes to a multiple of 4), and row `r`'s scale into `scales[r]`.
 ///
 /// # Panics
-/// If `buf` or `scales` is too short.
+/// If `codes` or `scales` is too short, or `stride` is below the padded row.
 #[inline(always)]
-pub(crate) fn quantize_in_place(
-    buf: &mut [f32],
-    rows: usize,
-    k: usize,
-    stride: usize,
-    scales: &mut [f32],
-) {
-    assert!(k <= stride || rows <= 1);
-    for (r, scale) in scales.iter_mut().enumerate().take(rows) {
-        let row = &mut buf[r * stride..r * stride + k];
+pub(crate) fn quantize_rows(x: Rows<'_>, codes: &mut [u8], stride: usize, scales: &mut [f32]) {
+    let k = x.cols();
+    let padded = k.div_ceil(4) * 4;
+    assert!(padded <= stride || x.rows() <= 1);
+    for (r, scale) in scales.iter_mut().enumerate().take(x.rows()) {
+        let row = x.row(r);
         let (s, inv) = row_scale(row);
         *scale = s;
-        let mut chunk = [0.0f32; CHUNK];
-        let mut c = 0;
-        while c < k {
-            let len = CHUNK.min(k - c);
-            chunk[..len].copy_from_slice(&row[c..c + len]);
-            let codes: &mut [u8] = bytemuck::cast_slice_mut(&mut *row);
-            for (code, &v) in codes[c..c + len].iter_mut().zip(&chunk[..len]) {
-                *code = activation_code(v, inv);
-            }
-            c += len;
+        let dst = &mut codes[r * stride..r * stride + padded];
+        for (code, &v) in dst.iter_mut().zip(row) {
+            *code = activation_code(v, inv);
         }
-        let codes: &mut [u8] = bytemuck::cast_slice_mut(&mut *row);
-        for code in codes.iter_mut().take(k.div_ceil(4) * 4).skip(k) {
-            *code = activation_code(0.0, inv);
-        }
+        dst[k..].fill(activation_code(0.0, inv));
     }
 }
 
@@ -111,17 +110,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_overwrite_their_own_row_with_the_reference_values() {
+    fn codes_are_the_reference_values_rows_a_stride_apart() {
         let k = 37;
         let stride = 41;
         let values: Vec<f32> = (0..3 * stride)
             .map(|i| ((i * 7) % 23) as f32 - 11.0)
             .collect();
-        let mut buf = values.clone();
+        let mut codes = vec![7u8; 2 * 64 + 40];
         let mut scales = [0.0f32; 3];
-        quantize_in_place(&mut buf, 3, k, stride, &mut scales);
-        let bytes: &[u8] = bytemuck::cast_slice(&buf);
-        let q = QuantizedRows::new(bytes, &scales, 3, k, 4 * stride);
+        quantize_rows(
+            Rows::new(&values, 3, k, stride),
+            &mut codes,
+            64,
+            &mut scales,
+        );
+        let q = QuantizedRows::new(&codes, &scales, 3, k, 64);
         for r in 0..3 {
             let row = &values[r * stride..r * stride + k];
             let (s, inv) = row_scale(row);
@@ -132,19 +135,41 @@ mod tests {
             // The largest magnitude maps to ±127.
             assert!(q.row(r)[..k].iter().any(|&c| c == 1 || c == 255));
         }
+        // Bytes between rows are left alone.
+        assert_eq!(codes[40..64], [7; 24]);
+    }
+
+    #[test]
+    fn code_rows_take_an_odd_number_of_whole_lines() {
+        assert_eq!(code_stride(0), 64);
+        assert_eq!(code_stride(37), 64);
+        assert_eq!(code_stride(64), 64);
+        assert_eq!(code_stride(65), 192);
+        assert_eq!(code_stride(512), 576);
+        assert_eq!(code_stride(784), 832);
     }
 
     #[test]
     fn zero_and_non_finite_rows() {
-        let mut buf = vec![0.0f32, 0.0, 0.0, 1.0, f32::NAN, 2.0, -1.0, f32::INFINITY];
+        let values = [0.0f32, 0.0, 0.0, 1.0, f32::NAN, 2.0, -1.0, f32::INFINITY];
+        let mut codes = [9u8; 12];
         let mut scales = [9.0f32; 3];
-        quantize_in_place(&mut buf[..6], 2, 3, 3, &mut scales[..2]);
+        quantize_rows(
+            Rows::new(&values, 2, 3, 3),
+            &mut codes[..8],
+            4,
+            &mut scales[..2],
+        );
         assert_eq!(scales[0], 0.0);
         assert!(scales[1].is_nan());
-        let bytes: &[u8] = bytemuck::cast_slice(&buf);
-        assert_eq!(&bytes[..4], &[128; 4]);
-        assert_eq!(&bytes[12..16], &[128; 4]);
-        quantize_in_place(&mut buf[6..], 1, 2, 2, &mut scales[2..]);
+        assert_eq!(&codes[..4], &[128; 4]);
+        assert_eq!(&codes[4..8], &[128; 4]);
+        quantize_rows(
+            Rows::new(&values[6..], 1, 2, 2),
+            &mut codes[8..],
+            4,
+            &mut scales[2..],
+        );
         assert!(scales[2].is_nan());
     }
 }

@@ -8,7 +8,7 @@ use std::arch::x86_64::*;
 
 use super::generic::MR_MAX_32_REGISTERS;
 use super::int8_dot::{Dot, dense_any_width, dense_int8_full};
-use super::matrix::RowsMut;
+use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use super::precision::{ACTIVATION_CODE_OFFSET, activation_code, scale_for_max};
 use super::quantized_rows::QuantizedRows;
@@ -90,54 +90,53 @@ pub(super) unsafe fn dense_avx2(
     dense_any_width::<6>(x, w, col0, bias, activation, out)
 }
 
-/// [`super::quantized_rows::quantize_in_place`] in AVX2 intrinsics, 8 values a step: the
-/// same elementwise operations (`vmulps`, `vcvtps2dq` rounding to nearest even, a clamp to
-/// ±127), so the same codes.
+/// [`super::quantized_rows::quantize_rows`] in AVX2 intrinsics, 8 values a step: the same
+/// elementwise operations (`vmulps`, `vcvtps2dq` rounding to nearest even, a clamp to ±127), so
+/// the same codes.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn quantize_avx2(
-    buf: &mut [f32],
-    rows: usize,
-    k: usize,
+    x: Rows<'_>,
+    codes: &mut [u8],
     stride: usize,
     scales: &mut [f32],
 ) {
-    assert!(k <= stride || rows <= 1);
-    for (r, scale) in scales.iter_mut().enumerate().take(rows) {
-        let row = &mut buf[r * stride..r * stride + k];
+    let k = x.cols();
+    assert!(k.div_ceil(4) * 4 <= stride || x.rows() <= 1);
+    for (r, scale) in scales.iter_mut().enumerate().take(x.rows()) {
+        let row = x.row(r);
+        let dst = &mut codes[r * stride..r * stride + k.div_ceil(4) * 4];
         let (s, inv) = row_scale_avx2(row);
         *scale = s;
-        let ptr = row.as_mut_ptr();
         let mut c = 0;
         if inv != 0.0 {
             // SAFETY: AVX2 is the caller's guarantee. Each step reads values `c..c + 8 <= k` of
-            // the row, then writes codes to its bytes `c..c + 8`, which lie within values
-            // `0..c / 4 + 2`, all read by then (see `quantize_in_place`).
+            // the row and writes codes `c..c + 8` of `dst`, which is at least `k` long.
             unsafe {
                 let mul = _mm256_set1_ps(inv);
                 let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
                 let offset = _mm_set1_epi16(ACTIVATION_CODE_OFFSET as i16);
                 while c + 8 <= k {
-                    let v = _mm256_mul_ps(_mm256_loadu_ps(ptr.add(c)), mul);
+                    let v = _mm256_mul_ps(_mm256_loadu_ps(row.as_ptr().add(c)), mul);
                     let q = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(v), lo), hi);
                     let words = _mm_packs_epi32(
                         _mm256_castsi256_si128(q),
                         _mm256_extracti128_si256::<1>(q),
                     );
                     let bytes = _mm_packus_epi16(_mm_add_epi16(words, offset), offset);
-                    _mm_storel_epi64(ptr.cast::<u8>().add(c).cast(), bytes);
+                    _mm_storel_epi64(dst.as_mut_ptr().add(c).cast(), bytes);
                     c += 8;
                 }
             }
         }
-        finish_row(row, c, k, inv);
+        finish_row(row, dst, c, inv);
     }
 }
 
-/// [`super::quantized_rows::quantize_in_place`] in AVX-512 intrinsics, 16 values a step (as
+/// [`super::quantized_rows::quantize_rows`] in AVX-512 intrinsics, 16 values a step (as
 /// [`quantize_avx2`]).
 ///
 /// # Safety
@@ -145,18 +144,18 @@ pub(super) unsafe fn quantize_avx2(
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline(never)]
 pub(super) unsafe fn quantize_avx512(
-    buf: &mut [f32],
-    rows: usize,
-    k: usize,
+    x: Rows<'_>,
+    codes: &mut [u8],
     stride: usize,
     scales: &mut [f32],
 ) {
-    assert!(k <= stride || rows <= 1);
-    for (r, scale) in scales.iter_mut().enumerate().take(rows) {
-        let row = &mut buf[r * stride..r * stride + k];
+    let k = x.cols();
+    assert!(k.div_ceil(4) * 4 <= stride || x.rows() <= 1);
+    for (r, scale) in scales.iter_mut().enumerate().take(x.rows()) {
+        let row = x.row(r);
+        let dst = &mut codes[r * stride..r * stride + k.div_ceil(4) * 4];
         let (s, inv) = row_scale_avx2(row);
         *scale = s;
-        let ptr = row.as_mut_ptr();
         let mut c = 0;
         if inv != 0.0 {
             // SAFETY: as in `quantize_avx2`, 16 values a step.
@@ -165,15 +164,15 @@ pub(super) unsafe fn quantize_avx512(
                 let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
                 let offset = _mm512_set1_epi32(ACTIVATION_CODE_OFFSET);
                 while c + 16 <= k {
-                    let v = _mm512_mul_ps(_mm512_loadu_ps(ptr.add(c)), mul);
+                    let v = _mm512_mul_ps(_mm512_loadu_ps(row.as_ptr().add(c)), mul);
                     let q = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), lo), hi);
                     let bytes = _mm512_cvtepi32_epi8(_mm512_add_epi32(q, offset));
-                    _mm_storeu_si128(ptr.cast::<u8>().add(c).cast(), bytes);
+                    _mm_storeu_si128(dst.as_mut_ptr().add(c).cast(), bytes);
                     c += 16;
                 }
             }
         }
-        finish_row(row, c, k, inv);
+        finish_row(row, dst, c, inv);
     }
 }
 
@@ -224,19 +223,16 @@ fn row_scale_avx2(row: &[f32]) -> (f32, f32) {
     scale_for_max(max, finite)
 }
 
-/// Codes for values `c..k` of a row and its padding, one at a time (or all zero codes when the
-/// row quantises to zero: `inv == 0`).
+/// Codes for values `c..` of a row and its padding, one at a time (all zero codes when the row
+/// quantises to zero: `inv == 0`).
 #[inline(always)]
-fn finish_row(row: &mut [f32], c: usize, k: usize, inv: f32) {
-    // At most 15 values and 3 padding codes are left.
-    let tail: [f32; 18] = std::array::from_fn(|j| row.get(c + j).copied().unwrap_or(0.0));
-    let codes: &mut [u8] = bytemuck::cast_slice_mut(row);
+fn finish_row(row: &[f32], dst: &mut [u8], c: usize, inv: f32) {
     if inv == 0.0 {
-        codes[..k.div_ceil(4) * 4].fill(activation_code(0.0, 0.0));
+        dst.fill(activation_code(0.0, 0.0));
         return;
     }
-    for (j, code) in codes[c..k.div_ceil(4) * 4].iter_mut().enumerate() {
-        *code = activation_code(tail[j], inv);
+    for (j, code) in dst.iter_mut().enumerate().skip(c) {
+        *code = activation_code(row.get(j).copied().unwrap_or(0.0), inv);
     }
 }
 
@@ -244,9 +240,9 @@ fn finish_row(row: &mut [f32], c: usize, k: usize, inv: f32) {
 mod tests {
     use super::*;
     use crate::kernels::KernelKind;
-    use crate::kernels::quantized_rows::quantize_in_place;
+    use crate::kernels::quantized_rows::quantize_rows;
 
-    type Quantizer = unsafe fn(&mut [f32], usize, usize, usize, &mut [f32]);
+    type Quantizer = unsafe fn(Rows<'_>, &mut [u8], usize, &mut [f32]);
 
     /// Rows with ties (`127 / a = 1`: halves round to even), a tiny row, NaN and an infinity
     /// at every position class, for every length up to 3 SIMD steps.
@@ -279,8 +275,11 @@ mod tests {
                 buf[r * stride..r * stride + k].copy_from_slice(row);
             }
             let n = rows.len();
-            let (mut want, mut want_scales) = (buf.clone(), vec![0.0f32; n]);
-            quantize_in_place(&mut want, n, k, stride, &mut want_scales);
+            let x = Rows::new(&buf, n, k, stride);
+            // Code rows a little apart, so that a quantiser writing past its row shows.
+            let code_stride = k.div_ceil(4) * 4 + 5;
+            let (mut want, mut want_scales) = (vec![3u8; n * code_stride], vec![0.0f32; n]);
+            quantize_rows(x, &mut want, code_stride, &mut want_scales);
             let mut quantizers: Vec<Quantizer> = vec![];
             if KernelKind::Avx2Fma.is_supported() {
                 quantizers.push(quantize_avx2);
@@ -289,17 +288,12 @@ mod tests {
                 quantizers.push(quantize_avx512);
             }
             for quantize in quantizers {
-                let (mut got, mut scales) = (buf.clone(), vec![0.0f32; n]);
+                let (mut got, mut scales) = (vec![3u8; n * code_stride], vec![0.0f32; n]);
                 // SAFETY: only the quantisers this CPU supports are in the list.
-                unsafe { quantize(&mut got, n, k, stride, &mut scales) };
+                unsafe { quantize(x, &mut got, code_stride, &mut scales) };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&scales), bits(&want_scales), "k={k}");
-                let bytes = |v: &[f32], r: usize| -> Vec<u8> {
-                    bytemuck::cast_slice::<f32, u8>(&v[r * stride..])[..k.div_ceil(4) * 4].to_vec()
-                };
-                for r in 0..n {
-                    assert_eq!(bytes(&got, r), bytes(&want, r), "k={k} row {r}");
-                }
+                assert_eq!(got, want, "k={k}");
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, MAX_INT8_FULL_K, PackedWeights, Precision};
+use crate::kernels::{KernelKind, MAX_INT8_FULL_K, PackedWeights, Precision, code_stride};
 use crate::model::Model;
 use crate::plan::cache::l2_bytes_per_core;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
@@ -240,9 +240,15 @@ impl CompiledModel {
             .sum()
     }
 
-    /// Bytes of one workspace.
+    /// Bytes of one workspace: two activation buffers, a scale per row and, in full int8, the
+    /// rows' activation codes.
     pub fn workspace_bytes(&self) -> usize {
-        2 * 4 * self.block_rows * workspace_stride(self.max_width)
+        let codes = if self.precision == Precision::Int8Full {
+            self.block_rows * code_stride(self.max_width)
+        } else {
+            0
+        };
+        2 * 4 * self.block_rows * workspace_stride(self.max_width) + 4 * self.block_rows + codes
     }
 }
 

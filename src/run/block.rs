@@ -4,7 +4,9 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, LayerInput, Precision, QuantizedRows, Rows, RowsMut};
+use crate::kernels::{
+    KernelKind, LayerInput, Precision, QuantizedRows, Rows, RowsMut, code_stride,
+};
 use crate::plan::{CompiledModel, NonFiniteInput};
 use crate::run::column_split::dense_columns_split;
 use crate::workspace::Workspace;
@@ -54,6 +56,13 @@ impl CompiledModel {
                 got: workspace.width * workspace.rows,
             });
         }
+        let code_bytes = workspace.rows * code_stride(self.max_width);
+        if self.precision == Precision::Int8Full && workspace.codes.len() < code_bytes {
+            return Err(Error::WorkspaceWithoutCodes {
+                needed: code_bytes,
+                got: workspace.codes.len(),
+            });
+        }
         Ok(())
     }
 
@@ -94,11 +103,11 @@ impl CompiledModel {
             front,
             back,
             row_scales,
+            codes,
             ..
         } = ws;
-        // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`;
-        // a layer that quantises its input overwrites it, so never `x` itself.
-        if x.as_slice().is_none() || quantize {
+        // The first layer reads `x` in place when its rows are contiguous, else a copy in `back`.
+        if x.as_slice().is_none() {
             for (r, row) in x.outer_iter().enumerate() {
                 copy_row(&mut back[r * width..r * width + self.input_width], row);
             }
@@ -113,21 +122,23 @@ impl CompiledModel {
             } else {
                 (&mut *front, &mut *back)
             };
+            let input = match (i, x.as_slice()) {
+                (0, Some(slice)) => Rows::new(slice, rows, k, k),
+                _ => Rows::new(src, rows, k, width),
+            };
             let src = if quantize {
+                let stride = code_stride(k);
                 self.kernel
-                    .quantize_rows(src, rows, k, width, &mut row_scales[..]);
+                    .quantize_rows(input, &mut codes[..], stride, &mut row_scales[..]);
                 LayerInput::Int8(QuantizedRows::new(
-                    bytemuck::cast_slice(&src[..]),
+                    &codes[..],
                     &row_scales[..],
                     rows,
                     k,
-                    4 * width,
+                    stride,
                 ))
             } else {
-                LayerInput::F32(match (i, x.as_slice()) {
-                    (0, Some(slice)) => Rows::new(slice, rows, k, k),
-                    _ => Rows::new(src, rows, k, width),
-                })
+                LayerInput::F32(input)
             };
             let dst = if i == last && direct_out {
                 RowsMut::new(out.as_slice_mut().expect("standard layout"), rows, n, n)

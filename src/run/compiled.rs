@@ -5,6 +5,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use rayon::ThreadPool;
 
 use crate::error::Result;
+use crate::kernels::{Precision, code_stride};
 use crate::plan::{CompiledModel, workspace_stride};
 use crate::predictor::{Predictor, Split};
 use crate::workspace::Workspace;
@@ -39,7 +40,12 @@ impl Predictor for CompiledModel {
     }
 
     fn new_workspace(&self) -> Workspace {
-        Workspace::new(self.block_rows, workspace_stride(self.max_width))
+        let workspace = Workspace::new(self.block_rows, workspace_stride(self.max_width));
+        if self.precision == Precision::Int8Full {
+            workspace.with_codes(code_stride(self.max_width))
+        } else {
+            workspace
+        }
     }
 
     fn split(&self, rows: usize, threads: usize, caller_on_pool: bool) -> Split {
