@@ -151,9 +151,13 @@ pub(super) unsafe fn dense_amx(
         tail_groups,
         passes,
     };
+    let mut scratch = Scratch {
+        sums: [[0; AMX_NR]; 2 * TILE_ROWS],
+        w_tail: [0; TILE_ROWS * 2 * STEP],
+    };
     let mut block = |g: usize, p: usize, pass: usize| {
         // SAFETY: AMX is available and the CPU has AVX-512F/BW (the caller's contract).
-        unsafe { layer.block(&mut out, &mut configured, g, p, pass) }
+        unsafe { layer.block(&mut out, &mut scratch, &mut configured, g, p, pass) }
     };
     let row_groups = m.div_ceil(2 * TILE_ROWS);
     if w.prefetch() {
@@ -188,6 +192,14 @@ pub(super) unsafe fn dense_amx(
     }
 }
 
+/// Buffers a layer's blocks reuse, zeroed once per call rather than once per block: the sums of
+/// a block's last pass, and its weights' last partial step (only ever overwritten in its first
+/// `tail_groups * 128` bytes, so the rest stays zero).
+struct Scratch {
+    sums: [[i32; AMX_NR]; 2 * TILE_ROWS],
+    w_tail: [i8; TILE_ROWS * 2 * STEP],
+}
+
 /// One layer's operands on the AMX path, and how its reduction divides into tile steps.
 #[derive(Clone, Copy)]
 struct AmxLayer<'a> {
@@ -215,6 +227,7 @@ impl AmxLayer<'_> {
     unsafe fn block(
         &self,
         out: &mut RowsMut<'_>,
+        scratch: &mut Scratch,
         configured: &mut (usize, usize),
         g: usize,
         p: usize,
@@ -255,7 +268,7 @@ impl AmxLayer<'_> {
         // Running sums wait between passes in the panel's own output columns, as `i32`.
         let parked = out.row_mut(r0)[p * AMX_NR..].as_mut_ptr().cast::<i32>();
         let parked_stride = 4 * out.stride();
-        let mut sums = [[0i32; AMX_NR]; 2 * TILE_ROWS];
+        let Scratch { sums, w_tail } = scratch;
         // SAFETY: AMX is configured for `split` rows. Activation tile loads read those rows (64
         // bytes each, `stride` apart) within the rows' whole lines of codes (`dense_amx` checked
         // the last row's); weight tile loads read 16 rows of 64 bytes at 128 apart, within the
@@ -293,7 +306,6 @@ impl AmxLayer<'_> {
                 // The rows' last partial step is read in whole 64-byte lines (whatever lies past
                 // the codes meets zero weights); the weights' is a zero-padded copy, so tiles
                 // never read past the panel.
-                let mut w_tail = [0i8; TILE_ROWS * 2 * STEP];
                 w_tail[..tail_groups * 2 * STEP]
                     .copy_from_slice(&panel[steps * TILE_ROWS * 2 * STEP..]);
                 let (x0, x1) = (x0.add(steps * STEP), x1.add(steps * STEP));
