@@ -161,7 +161,7 @@ pub(super) unsafe fn dense_amx(
     };
     let row_groups = m.div_ceil(2 * TILE_ROWS);
     if w.prefetch() {
-        // Weights streamed from DRAM: each panel's pass share is read once, for every row group.
+        // Weights streamed from DRAM: each panel comes from DRAM once, for every row group.
         for p in 0..panels {
             for pass in 0..passes {
                 for g in 0..row_groups {
