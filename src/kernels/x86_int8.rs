@@ -313,7 +313,13 @@ mod tests {
                 (0..k).map(|j| 1e-31 * j as f32).collect(),
                 (0..k).map(|j| ((j * 37) % 11) as f32 * 0.01).collect(),
                 (0..k)
-                    .map(|j| if j % 7 == 0 { -3.0 } else { 1.5 + j as f32 * 1e-3 })
+                    .map(|j| {
+                        if j % 7 == 0 {
+                            -3.0
+                        } else {
+                            1.5 + j as f32 * 1e-3
+                        }
+                    })
                     .collect(),
             ];
             if k > 0 {

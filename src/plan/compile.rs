@@ -11,6 +11,7 @@ use crate::plan::tuning::{
     BLOCK_BYTES, L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
     RESIDENT_ROWS_PER_THREAD, STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD, STREAMED_WEIGHT_BYTES,
 };
+use crate::workspace::LINE_BYTES;
 
 /// One dense layer, its weights packed for the model's kernel.
 #[derive(Debug)]
@@ -241,14 +242,15 @@ impl CompiledModel {
     }
 
     /// Bytes of one workspace: two activation buffers, a scale per row and, in full int8, the
-    /// rows' activation codes.
+    /// rows' activation codes; each buffer but the scales a cache line more, for its alignment.
     pub fn workspace_bytes(&self) -> usize {
         let codes = if self.precision == Precision::Int8Full {
-            self.block_rows * code_stride(self.max_width)
+            self.block_rows * code_stride(self.max_width) + LINE_BYTES
         } else {
             0
         };
-        2 * 4 * self.block_rows * workspace_stride(self.max_width) + 4 * self.block_rows + codes
+        let activations = 4 * self.block_rows * workspace_stride(self.max_width) + LINE_BYTES;
+        2 * activations + 4 * self.block_rows + codes
     }
 }
 
