@@ -16,6 +16,8 @@ use std::ptr::NonNull;
 
 /// Huge pages are 2 MiB on x86-64 (and the common aarch64 configuration).
 const HUGE_PAGE_BYTES: usize = 2 << 20;
+/// Floats in a 64-byte cache line, where every panel starts.
+const LINE_FLOATS: usize = 16;
 
 /// A zero-initialised, fixed-length `f32` buffer, in huge pages when asked and available.
 ///
@@ -55,9 +57,13 @@ impl WeightBuffer {
             return buffer;
         }
         let _ = huge_pages;
-        let mut v = vec![0.0f32; len];
+        // Panels start on a cache line, as the kernels' 64-byte loads assume: the allocator
+        // aligns a `Vec<f32>` to 4 or 16 bytes only, so it gets a line more and the floats start
+        // at its first aligned one.
+        let mut v = vec![0.0f32; len + LINE_FLOATS];
+        let start = (LINE_FLOATS - v.as_ptr() as usize / 4 % LINE_FLOATS) % LINE_FLOATS;
         WeightBuffer {
-            ptr: NonNull::new(v.as_mut_ptr()).expect("a Vec's pointer is never null"),
+            ptr: NonNull::new(v[start..].as_mut_ptr()).expect("a Vec's pointer is never null"),
             len,
             storage: Storage::Heap(v),
         }
@@ -139,6 +145,8 @@ mod tests {
             (5, true),
             (HUGE_PAGE_BYTES / 4 + 3, true),
             (1000, false),
+            (1, false),
+            (17, false),
         ] {
             let mut buf = WeightBuffer::zeroed(len, huge);
             assert_eq!(buf.len(), len);
@@ -156,6 +164,13 @@ mod tests {
             assert_eq!(copy.last().copied(), len.checked_sub(1).map(|i| i as f32));
             if buf.is_mapped() {
                 assert_eq!(buf.as_ptr() as usize % HUGE_PAGE_BYTES, 0, "on a huge page");
+            }
+            for b in [&buf, &copy] {
+                assert_eq!(
+                    b.as_ptr() as usize % (4 * LINE_FLOATS),
+                    0,
+                    "on a cache line"
+                );
             }
         }
     }
