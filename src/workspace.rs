@@ -2,6 +2,8 @@
 
 use std::ops::{Deref, DerefMut};
 
+use crate::kernels::{LINE_BYTES, elements_to_line};
+
 /// Two ping-pong activation buffers of `rows × width` floats, owned by one thread, and for
 /// models whose layers quantise their input (full int8) a buffer of each row's codes and one
 /// scale per row.
@@ -51,9 +53,6 @@ impl Workspace {
     }
 }
 
-/// Bytes of a cache line, the alignment of [`LineAligned`] buffers.
-pub(crate) const LINE_BYTES: usize = 64;
-
 /// A zeroed buffer whose first element starts a cache line. The kernels lay rows out in whole
 /// lines (AMX tiles read 64-byte rows of codes, 16-float stores fill a line), which only pays
 /// when the buffer itself starts on one; the allocator aligns a `Vec` to its element only, so
@@ -80,7 +79,7 @@ impl<T: Copy + Default> LineAligned<T> {
             };
         }
         let storage = vec![T::default(); len + LINE_BYTES / size];
-        let start = (LINE_BYTES - storage.as_ptr() as usize % LINE_BYTES) % LINE_BYTES / size;
+        let start = elements_to_line(storage.as_ptr());
         LineAligned {
             storage,
             start,

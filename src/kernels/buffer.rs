@@ -16,8 +16,16 @@ use std::ptr::NonNull;
 
 /// Huge pages are 2 MiB on x86-64 (and the common aarch64 configuration).
 const HUGE_PAGE_BYTES: usize = 2 << 20;
-/// Floats in a 64-byte cache line, where every panel starts.
-const LINE_FLOATS: usize = 16;
+/// Bytes of a cache line: where packed panels and workspace buffers start.
+pub(crate) const LINE_BYTES: usize = 64;
+
+/// How many `T`s past `ptr` the next cache-line boundary lies (0 when `ptr` is on one). The
+/// allocator aligns a `Vec` to its element only (4 or 16 bytes), while the kernels' 64-byte
+/// loads and AMX tile rows assume whole lines: a buffer over-allocated by a line starts its
+/// values this far in.
+pub(crate) fn elements_to_line<T>(ptr: *const T) -> usize {
+    (LINE_BYTES - ptr as usize % LINE_BYTES) % LINE_BYTES / std::mem::size_of::<T>()
+}
 
 /// A zero-initialised, fixed-length `f32` buffer, in huge pages when asked and available.
 ///
@@ -57,11 +65,9 @@ impl WeightBuffer {
             return buffer;
         }
         let _ = huge_pages;
-        // Panels start on a cache line, as the kernels' 64-byte loads assume: the allocator
-        // aligns a `Vec<f32>` to 4 or 16 bytes only, so it gets a line more and the floats start
-        // at its first aligned one.
-        let mut v = vec![0.0f32; len + LINE_FLOATS];
-        let start = (LINE_FLOATS - v.as_ptr() as usize / 4 % LINE_FLOATS) % LINE_FLOATS;
+        // Panels start on a cache line (see `elements_to_line`).
+        let mut v = vec![0.0f32; len + LINE_BYTES / 4];
+        let start = elements_to_line(v.as_ptr());
         WeightBuffer {
             ptr: NonNull::new(v[start..].as_mut_ptr()).expect("a Vec's pointer is never null"),
             len,
@@ -166,11 +172,7 @@ mod tests {
                 assert_eq!(buf.as_ptr() as usize % HUGE_PAGE_BYTES, 0, "on a huge page");
             }
             for b in [&buf, &copy] {
-                assert_eq!(
-                    b.as_ptr() as usize % (4 * LINE_FLOATS),
-                    0,
-                    "on a cache line"
-                );
+                assert_eq!(b.as_ptr() as usize % LINE_BYTES, 0, "on a cache line");
             }
         }
     }

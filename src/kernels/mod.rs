@@ -23,6 +23,7 @@ mod x86_int8;
 #[cfg(target_arch = "x86_64")]
 mod x86_widened;
 
+pub(crate) use buffer::{LINE_BYTES, elements_to_line};
 pub(crate) use matrix::{Rows, RowsMut};
 pub(crate) use packed::PackedWeights;
 pub use precision::{MAX_INT8_FULL_K, ParsePrecisionError, Precision};

@@ -3,7 +3,9 @@
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::kernels::{KernelKind, MAX_INT8_FULL_K, PackedWeights, Precision, code_stride};
+use crate::kernels::{
+    KernelKind, LINE_BYTES, MAX_INT8_FULL_K, PackedWeights, Precision, code_stride,
+};
 use crate::model::Model;
 use crate::plan::cache::l2_bytes_per_core;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
@@ -11,7 +13,6 @@ use crate::plan::tuning::{
     BLOCK_BYTES, L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
     RESIDENT_ROWS_PER_THREAD, STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD, STREAMED_WEIGHT_BYTES,
 };
-use crate::workspace::LINE_BYTES;
 
 /// One dense layer, its weights packed for the model's kernel.
 #[derive(Debug)]
