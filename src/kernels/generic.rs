@@ -502,7 +502,11 @@ unsafe fn micro_loop<
     for w in ws {
         assert!(w.len() >= kc * NR);
     }
-    let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
+    // The row pointers pass through `black_box` so that LLVM treats them as unrelated: seeing
+    // one base plus multiples of the row stride, it rebuilt them with an integer add per row in
+    // every step (8 adds beside 16 FMAs in an 8-row tile) instead of indexed loads. Intel Xeon
+    // (AVX-512), one thread, builds interleaved: mnist-mlp 1.06× at 512 rows, wide-mlp 1.07×.
+    let xp: [*const f32; MR] = std::hint::black_box(std::array::from_fn(|i| xs[i].as_ptr()));
     let wp: [*const f32; NP] = std::array::from_fn(|p| ws[p].as_ptr());
     // SAFETY: the caller guarantees the instruction set and the `seed`/`dst` ranges. For
     // `kk < kc` every `xs[i]` holds `kc` floats and every `ws[p]` `kc` rows of `NR` floats

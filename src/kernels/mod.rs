@@ -128,6 +128,15 @@ impl KernelKind {
         }
     }
 
+    /// Rows of the kernel's tallest register tile for full-width panels: a block of rows that is
+    /// a multiple of it runs in full tiles only.
+    pub(crate) fn tile_rows(self) -> usize {
+        match self {
+            KernelKind::Avx512 => generic::MR_MAX_32_REGISTERS,
+            KernelKind::Portable | KernelKind::Avx2Fma => generic::MR_MAX_16_REGISTERS,
+        }
+    }
+
     /// The panel width of the kernel's packed weights for a layer `n` outputs wide. The SIMD
     /// kernels pack narrow layers (classifier heads) in 4-, 8- or (AVX-512) 16-wide panels
     /// rather than padding them to a full panel; all widths give the same bits.

@@ -10,8 +10,8 @@ use crate::model::Model;
 use crate::plan::cache::l2_bytes_per_core;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
 use crate::plan::tuning::{
-    BLOCK_BYTES, L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT,
-    RESIDENT_ROWS_PER_THREAD, STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD, STREAMED_WEIGHT_BYTES,
+    L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT, RESIDENT_ROWS_PER_THREAD,
+    STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD, STREAMED_WEIGHT_BYTES, l2_block_rows,
 };
 
 /// One dense layer, its weights packed for the model's kernel.
@@ -124,7 +124,8 @@ impl Model {
             .iter()
             .map(|l| precision.bytes_per_weight() * l.weight.len())
             .sum();
-        let l2_rows = (BLOCK_BYTES / (8 * max_width)).clamp(16, 256);
+        let l2_bytes = tuning.l2_bytes.unwrap_or_else(l2_bytes_per_core);
+        let l2_rows = l2_block_rows(max_width, l2_bytes, kernel.tile_rows());
         let streamed = weight_bytes > STREAMED_WEIGHT_BYTES;
         let block_rows = options
             .block_rows
@@ -188,7 +189,7 @@ impl Model {
             weights_streamed: streamed,
             weights_fit_l2: weight_bytes <= L2_WEIGHT_BYTES,
             weight_bytes,
-            l2_bytes: tuning.l2_bytes.unwrap_or_else(l2_bytes_per_core),
+            l2_bytes,
         })
     }
 }

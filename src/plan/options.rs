@@ -156,9 +156,10 @@ impl Tuning {
         self
     }
 
-    /// One core's L2 in bytes, as the split plans assume it (default: what the CPU reports).
-    /// Weights too large for one L2 but small enough for the pool's together are split by
-    /// columns at every small batch, from any caller, so each thread keeps its share in its L2.
+    /// One core's L2 in bytes, as the split plans and block sizes assume it (default: what the
+    /// CPU reports). Weights too large for one L2 but small enough for the pool's together are
+    /// split by columns at every small batch, from any caller, so each thread keeps its share in
+    /// its L2; blocks of rows take up to half of it.
     pub fn l2_bytes(mut self, bytes: usize) -> Self {
         self.l2_bytes = Some(bytes);
         self
