@@ -128,8 +128,8 @@ impl KernelKind {
         }
     }
 
-    /// Rows of the kernel's tallest register tile for full-width panels: a block of rows that is
-    /// a multiple of it runs in full tiles only.
+    /// Rows of a block that runs in full register tiles only when it has a multiple of them
+    /// (AVX-512: tiles of 12 and 8 rows).
     pub(crate) fn tile_rows(self) -> usize {
         match self {
             KernelKind::Avx512 => generic::MR_MAX_32_REGISTERS,

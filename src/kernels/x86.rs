@@ -12,7 +12,9 @@
 
 use std::arch::x86_64::*;
 
-use super::generic::{Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, dense_tiled};
+use super::generic::{
+    Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled,
+};
 use super::matrix::{Rows, RowsMut};
 use super::narrow_avx512::dense_groups_of_4;
 use super::packed::PackedWeights;
@@ -189,8 +191,8 @@ instance!(
     avx512_nr16, "avx512f,avx2,fma", Zmm, 16, 1, MR_MAX_32_REGISTERS
 );
 instance!(
-    /// 32-wide panels: an 8 × 32 tile is 16 zmm accumulators (of 32 registers).
-    avx512_nr32, "avx512f,avx2,fma", Zmm, 32, 2, MR_MAX_32_REGISTERS
+    /// 32-wide panels: a 12 × 32 tile is 24 zmm accumulators (of 32 registers).
+    avx512_nr32, "avx512f,avx2,fma", Zmm, 32, 2, MR_TALL_32_REGISTERS
 );
 
 /// AVX2 + FMA, 16-wide panels. Layers at most 8 wide come in 4- or 8-wide panels
@@ -276,6 +278,6 @@ pub(super) unsafe fn dense_avx2_fma_wide(
 ) {
     match w.nr() {
         16 => dense_tiled::<Ymm, 16, 2, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Ymm, 32, 4, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Ymm, 32, 4, MR_TALL_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
     }
 }
