@@ -32,9 +32,10 @@ pub(super) const MR_MAX_32_REGISTERS: usize = 8;
 /// Tallest register tile of the f32 kernel's full-width (32-float) panels on AVX-512: 24 zmm
 /// accumulators, each weight vector read for 12 rows, 12 broadcasts and 2 loads per 24 FMAs
 /// (an 8-row tile needs 10 loads per 16). The rows a block leaves after its 12-row tiles run as
-/// an 8-row plan would (see `TilePlan`). Against 8-row tiles on Intel Xeon (AVX-512, 2 FMA
-/// pipes), builds interleaved, 5 rounds: mnist-mlp 1.07× at 32 and 128 rows and 1.05× at 512 on
-/// one thread, wide-mlp 1.07× at 512 rows on one thread and 1.02× at 128 on two.
+/// an 8-row plan would (see `TilePlan`). With the unrolled loop, against 8-row tiles of one step
+/// per iteration on Intel Xeon (AVX-512, 2 FMA pipes), builds interleaved, 5 rounds: mnist-mlp
+/// 1.07–1.08× at 32 rows and 1.04× at 512 on one thread, 1.04× at 512 on two; wide-mlp 1.05–1.07×
+/// at 512 rows on one thread, 1.04× at 128 and 2048 on two.
 pub(super) const MR_TALL_32_REGISTERS: usize = 12;
 
 /// Most row tiles of a panel over which the next panel's prefetch is spread (see `Layer::pass`).
@@ -213,7 +214,15 @@ impl Layer<'_, '_> {
             _ => {}
         }
         // Many rows: panel by panel, every row tile reusing the panel slice from L1.
-        let plan = TilePlan::new(m, MR_MAX);
+        // Short reductions (tiny-mlp's K = 16) stay in tiles of at most 8 rows, inlined: the
+        // call of an out-of-line tall tile and a 12-row tile's seeding and stores weigh too much
+        // beside so few steps (see `loop_of`).
+        let height = if pass.k1 - pass.k0 < OUT_OF_LINE_MIN_STEPS {
+            MR_MAX.min(MR_MAX_32_REGISTERS)
+        } else {
+            MR_MAX
+        };
+        let plan = TilePlan::new(m, height);
         let tiles = plan.tiles();
         // Weights streamed from DRAM: while this panel's tiles compute, the next panel's slice is
         // prefetched, spread over the first `period` tiles at one panel row every `period` steps,
@@ -399,6 +408,9 @@ impl Layer<'_, '_> {
 pub(super) trait Lanes {
     /// Floats per register.
     const N: usize;
+    /// Vector registers of the instruction set the kernel instance is compiled for (AVX2: 16,
+    /// AVX-512: 32).
+    const REGISTERS: usize;
     /// The register type.
     type V: Copy;
     /// # Safety
@@ -426,6 +438,37 @@ pub(super) trait Lanes {
     /// # Safety
     /// As `splat`.
     unsafe fn prefetch(p: *const f32);
+    /// [`micro_loop`] for these lanes as a function of its own, with the instruction set
+    /// enabled on it (a function the kernel does not inline does not inherit its target
+    /// features). The tall tiles (8 and 12 rows) run through it: inlined like the short ones,
+    /// every tall height × prefetch period made one very large function per kernel instance,
+    /// whose compile time grew faster than its size. A call costs little beside a tall tile's
+    /// `8 × NR × kc` FMAs.
+    ///
+    /// # Safety
+    /// As [`micro_loop`].
+    unsafe fn micro_loop_tall<
+        const MR: usize,
+        const NR: usize,
+        const NP: usize,
+        const NV: usize,
+        const PF: usize,
+    >(
+        kc: usize,
+        xs: &[&[f32]; MR],
+        ws: &[&[f32]; NP],
+        seed: [[*const f32; NP]; MR],
+        dst: [[*mut f32; NP]; MR],
+        relu: bool,
+        prefetch: &[f32],
+    ) where
+        Self: Sized,
+    {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            micro_loop::<Self, MR, NR, NP, NV, PF, true>(kc, xs, ws, seed, dst, relu, prefetch)
+        }
+    }
 }
 
 /// Plain Rust lanes for the portable kernel: `f32::mul_add` per element.
@@ -434,6 +477,7 @@ pub(super) struct Portable8;
 
 impl Lanes for Portable8 {
     const N: usize = 8;
+    const REGISTERS: usize = 16;
     type V = [f32; 8];
     #[inline(always)]
     unsafe fn splat(x: f32) -> [f32; 8] {
@@ -486,36 +530,78 @@ unsafe fn micro<L: Lanes, const MR: usize, const NR: usize, const NP: usize, con
     // SAFETY: forwarded from the caller.
     unsafe {
         match prefetch {
-            None => micro_loop::<L, MR, NR, NP, NV, 0>(kc, xs, ws, seed, dst, relu, &[]),
+            None => loop_of::<L, MR, NR, NP, NV, 0>(kc, xs, ws, seed, dst, relu, &[]),
             Some(Prefetch { stream, period: 1 }) => {
-                micro_loop::<L, MR, NR, NP, NV, 1>(kc, xs, ws, seed, dst, relu, stream)
+                loop_of::<L, MR, NR, NP, NV, 1>(kc, xs, ws, seed, dst, relu, stream)
             }
             Some(Prefetch { stream, period: 2 }) => {
-                micro_loop::<L, MR, NR, NP, NV, 2>(kc, xs, ws, seed, dst, relu, stream)
+                loop_of::<L, MR, NR, NP, NV, 2>(kc, xs, ws, seed, dst, relu, stream)
             }
             Some(Prefetch { stream, period: 3 }) => {
-                micro_loop::<L, MR, NR, NP, NV, 3>(kc, xs, ws, seed, dst, relu, stream)
+                loop_of::<L, MR, NR, NP, NV, 3>(kc, xs, ws, seed, dst, relu, stream)
             }
             Some(Prefetch { stream, period }) => {
                 debug_assert_eq!(period, PREFETCH_TILES);
-                micro_loop::<L, MR, NR, NP, NV, PREFETCH_TILES>(kc, xs, ws, seed, dst, relu, stream)
+                loop_of::<L, MR, NR, NP, NV, PREFETCH_TILES>(kc, xs, ws, seed, dst, relu, stream)
             }
         }
     }
 }
 
-/// [`micro`] with the prefetch period chosen at compile time (`PF`; 0 for none).
+/// [`micro_loop`], out of line for the tall tiles (see [`Lanes::micro_loop_tall`]).
 ///
 /// # Safety
 /// As [`micro`].
 #[inline(always)]
-unsafe fn micro_loop<
+unsafe fn loop_of<
     L: Lanes,
     const MR: usize,
     const NR: usize,
     const NP: usize,
     const NV: usize,
     const PF: usize,
+>(
+    kc: usize,
+    xs: &[&[f32]; MR],
+    ws: &[&[f32]; NP],
+    seed: [[*const f32; NP]; MR],
+    dst: [[*mut f32; NP]; MR],
+    relu: bool,
+    prefetch: &[f32],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if MR > MR_MAX_32_REGISTERS || (MR >= TALL_ROWS && kc >= OUT_OF_LINE_MIN_STEPS) {
+            L::micro_loop_tall::<MR, NR, NP, NV, PF>(kc, xs, ws, seed, dst, relu, prefetch)
+        } else {
+            micro_loop::<L, MR, NR, NP, NV, PF, false>(kc, xs, ws, seed, dst, relu, prefetch)
+        }
+    }
+}
+
+/// Tiles at least this tall run their loop as a function of their own, with two reduction steps
+/// per iteration, over reductions of at least [`OUT_OF_LINE_MIN_STEPS`] (12-row tiles only
+/// there). Out of line on every reduction, tiny-mlp (K = 16) ran 0.96× as fast at 2048 rows and
+/// 0.86× at 8 on Intel Xeon.
+const TALL_ROWS: usize = 8;
+
+/// Shortest reduction that runs tall tiles out of line (see [`TALL_ROWS`]).
+const OUT_OF_LINE_MIN_STEPS: usize = 128;
+
+/// [`micro`] with the prefetch period chosen at compile time (`PF`; 0 for none), two reduction
+/// steps per loop iteration when `UNROLL` and the tile fits the registers.
+///
+/// # Safety
+/// As [`micro`].
+#[inline(always)]
+pub(super) unsafe fn micro_loop<
+    L: Lanes,
+    const MR: usize,
+    const NR: usize,
+    const NP: usize,
+    const NV: usize,
+    const PF: usize,
+    const UNROLL: bool,
 >(
     kc: usize,
     xs: &[&[f32]; MR],
@@ -554,16 +640,22 @@ unsafe fn micro_loop<
                 }
             }
         }
-        // Two steps per iteration: one loop branch and counter update per 32 FMAs, not 16 (an
-        // 8 × 32 tile in isolation on Intel Xeon: 1.07× the FLOP rate of one step per iteration).
+        // Two steps per iteration in the tall tiles that carry large batches: one loop branch and
+        // counter update per 32 FMAs, not 16 (an 8 × 32 tile in isolation on Intel Xeon: 1.07×
+        // the FLOP rate of one step per iteration). Not in short tiles, nor in tiles that spill
+        // (the AVX-512 kernel's source compiled for AVX2's 16 registers, for the conformance
+        // suite): unrolled, they doubled code that gains nothing, and its compile time.
+        let fits = MR * NP * NV + NP * NV < L::REGISTERS;
+        let unroll = if UNROLL && fits { 2 } else { 1 };
         let mut kk = 0;
-        while kk + 2 <= kc {
+        while unroll == 2 && kk + 2 <= kc {
             step::<L, MR, NR, NP, NV, PF>(kk, &xp, &wp, &mut a, prefetch);
             step::<L, MR, NR, NP, NV, PF>(kk + 1, &xp, &wp, &mut a, prefetch);
             kk += 2;
         }
-        if kk < kc {
+        while kk < kc {
             step::<L, MR, NR, NP, NV, PF>(kk, &xp, &wp, &mut a, prefetch);
+            kk += 1;
         }
         for (row, row_dst) in a.iter().zip(&dst) {
             for (panel, &panel_dst) in row.iter().zip(row_dst) {

@@ -13,12 +13,40 @@
 use std::arch::x86_64::*;
 
 use super::generic::{
-    Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled,
+    Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled, micro_loop,
 };
 use super::matrix::{Rows, RowsMut};
 use super::narrow_avx512::dense_groups_of_4;
 use super::packed::PackedWeights;
 use crate::Activation;
+
+/// `Lanes::micro_loop_tall` with the instruction set of `$features` enabled on it.
+macro_rules! micro_loop_tall {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        #[inline(never)]
+        unsafe fn micro_loop_tall<
+            const MR: usize,
+            const NR: usize,
+            const NP: usize,
+            const NV: usize,
+            const PF: usize,
+        >(
+            kc: usize,
+            xs: &[&[f32]; MR],
+            ws: &[&[f32]; NP],
+            seed: [[*const f32; NP]; MR],
+            dst: [[*mut f32; NP]; MR],
+            relu: bool,
+            prefetch: &[f32],
+        ) {
+            // SAFETY: forwarded from the caller, who guarantees the instruction set.
+            unsafe {
+                micro_loop::<Self, MR, NR, NP, NV, PF, true>(kc, xs, ws, seed, dst, relu, prefetch)
+            }
+        }
+    };
+}
 
 /// 4 lanes in an xmm register (for layers at most 4 wide).
 #[derive(Debug)]
@@ -26,6 +54,7 @@ pub(super) struct Xmm;
 
 impl Lanes for Xmm {
     const N: usize = 4;
+    const REGISTERS: usize = 16;
     type V = __m128;
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m128 {
@@ -58,6 +87,7 @@ impl Lanes for Xmm {
         // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
+    micro_loop_tall!("avx2,fma");
 }
 
 /// 8 lanes in a ymm register.
@@ -66,6 +96,7 @@ pub(super) struct Ymm;
 
 impl Lanes for Ymm {
     const N: usize = 8;
+    const REGISTERS: usize = 16;
     type V = __m256;
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m256 {
@@ -99,6 +130,7 @@ impl Lanes for Ymm {
         // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
+    micro_loop_tall!("avx2,fma");
 }
 
 /// 16 lanes in a zmm register.
@@ -107,6 +139,7 @@ pub(super) struct Zmm;
 
 impl Lanes for Zmm {
     const N: usize = 16;
+    const REGISTERS: usize = 32;
     type V = __m512;
     #[inline(always)]
     unsafe fn splat(x: f32) -> __m512 {
@@ -139,6 +172,7 @@ impl Lanes for Zmm {
         // SAFETY: a prefetch is a hint and never faults, whatever the address (SSE, baseline).
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
+    micro_loop_tall!("avx512f,avx2,fma");
 }
 
 /// One instantiation of the generic kernel per function: `dense_tiled` inlines every tile
@@ -259,9 +293,11 @@ pub(super) unsafe fn dense_avx512(
     }
 }
 
-/// The AVX-512 kernel's source, panel widths (16 and 32) and tile height compiled for AVX2 (it
+/// The AVX-512 kernel's source, panel widths (16 and 32) and tile heights compiled for AVX2 (it
 /// spills registers, so it is slow): it exists so that the conformance suite runs those code
-/// paths on any x86-64 CPU.
+/// paths on any x86-64 CPU, except the 12-row tiles (48 ymm accumulators in 32-wide panels:
+/// allocating registers for that spill took the compiler many minutes) and the unrolled loop of
+/// the tiles that fit AVX-512's registers (see `super::generic::micro_loop`).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -278,6 +314,6 @@ pub(super) unsafe fn dense_avx2_fma_wide(
 ) {
     match w.nr() {
         16 => dense_tiled::<Ymm, 16, 2, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
-        _ => dense_tiled::<Ymm, 32, 4, MR_TALL_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
+        _ => dense_tiled::<Ymm, 32, 4, MR_MAX_32_REGISTERS>(x, w, col0, bias, activation, out, kc),
     }
 }
