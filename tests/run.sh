@@ -37,9 +37,11 @@ venv_for() {
   fi
 }
 
-# The server binary for the network tests below, built here: after the Python package's build,
-# cargo rebuilt much of the engine for it.
-cargo build --all-features --bin densebatch
+# The server binary for the network tests below. `cargo test --all-features` above built it for
+# tests/cli.rs (features cli + server), so this is a no-op unless extra arguments left it out; a
+# plain `cargo build` would compile the engine again (its dependencies' features differ without
+# the dev-dependencies).
+cargo test --all-features --no-run --test cli
 
 # The Python package (python/): built in place (maturin develop), then pytest.
 venv_for target/py-venv python/requirements-test.txt
@@ -48,14 +50,13 @@ target/py-venv/bin/python -m pytest python/tests -q -p no:cacheprovider
 part_done "the Python package's build and tests"
 
 # The network server against real clients from PyPI (tritonclient, the kserve SDK), on 127.0.0.1,
-# with the binary built before the Python block (features cli + server). Bounded: each server
-# start, request and shutdown has a timeout.
+# with the binary built above. Bounded: each server start, request and shutdown has a timeout.
 venv_for target/server-venv tests/server/requirements.txt
 (cd tests/server && DENSEBATCH_BIN="$PWD/../../target/debug/densebatch" \
   ../../target/server-venv/bin/python -m pytest -q -p no:cacheprovider)
 part_done "the server's tests"
 
 # docs/deploy's KServe manifests against the kserve SDK's typed models (unknown fields refused),
-# and their flags against the `densebatch serve` binary the cargo tests just built.
+# and their flags against the same `densebatch serve` binary.
 DENSEBATCH_BIN=target/debug/densebatch target/server-venv/bin/python -m pytest -q -p no:cacheprovider tests/deploy
 part_done "the deployment checks"
