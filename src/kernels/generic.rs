@@ -462,14 +462,40 @@ pub(super) trait Lanes {
         relu: bool,
         prefetch: &[f32],
     ) where
-        Self: Sized,
-    {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            micro_loop::<Self, MR, NR, NP, NV, PF, true>(kc, xs, ws, seed, dst, relu, prefetch)
-        }
-    }
+        Self: Sized;
 }
+
+/// `Lanes::micro_loop_tall` for an impl: out of line, with the instruction set of `$features`
+/// enabled on it where one is given.
+macro_rules! micro_loop_tall {
+    ($($features:literal)?) => {
+        $(#[target_feature(enable = $features)])?
+        #[inline(never)]
+        unsafe fn micro_loop_tall<
+            const MR: usize,
+            const NR: usize,
+            const NP: usize,
+            const NV: usize,
+            const PF: usize,
+        >(
+            kc: usize,
+            xs: &[&[f32]; MR],
+            ws: &[&[f32]; NP],
+            seed: [[*const f32; NP]; MR],
+            dst: [[*mut f32; NP]; MR],
+            relu: bool,
+            prefetch: &[f32],
+        ) {
+            // SAFETY: forwarded from the caller, who guarantees the instruction set.
+            unsafe {
+                $crate::kernels::generic::micro_loop::<Self, MR, NR, NP, NV, PF, true>(
+                    kc, xs, ws, seed, dst, relu, prefetch,
+                )
+            }
+        }
+    };
+}
+pub(super) use micro_loop_tall;
 
 /// Plain Rust lanes for the portable kernel: `f32::mul_add` per element.
 #[derive(Debug)]
@@ -504,6 +530,7 @@ impl Lanes for Portable8 {
     }
     #[inline(always)]
     unsafe fn prefetch(_: *const f32) {}
+    micro_loop_tall!();
 }
 
 /// `acc[i][p][j] = fma(xs[i][kk], ws[p][kk * NR + j], acc[i][p][j])` for `kk` in `0..kc`, in
@@ -646,9 +673,9 @@ pub(super) unsafe fn micro_loop<
         // (the AVX-512 kernel's source compiled for AVX2's 16 registers, for the conformance
         // suite): unrolled, they doubled code that gains nothing, and its compile time.
         let fits = MR * NP * NV + NP * NV < L::REGISTERS;
-        let unroll = if UNROLL && fits { 2 } else { 1 };
+        let unroll = UNROLL && fits;
         let mut kk = 0;
-        while unroll == 2 && kk + 2 <= kc {
+        while unroll && kk + 2 <= kc {
             step::<L, MR, NR, NP, NV, PF>(kk, &xp, &wp, &mut a, prefetch);
             step::<L, MR, NR, NP, NV, PF>(kk + 1, &xp, &wp, &mut a, prefetch);
             kk += 2;

@@ -13,40 +13,13 @@
 use std::arch::x86_64::*;
 
 use super::generic::{
-    Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled, micro_loop,
+    Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled,
+    micro_loop_tall,
 };
 use super::matrix::{Rows, RowsMut};
 use super::narrow_avx512::dense_groups_of_4;
 use super::packed::PackedWeights;
 use crate::Activation;
-
-/// `Lanes::micro_loop_tall` with the instruction set of `$features` enabled on it.
-macro_rules! micro_loop_tall {
-    ($features:literal) => {
-        #[target_feature(enable = $features)]
-        #[inline(never)]
-        unsafe fn micro_loop_tall<
-            const MR: usize,
-            const NR: usize,
-            const NP: usize,
-            const NV: usize,
-            const PF: usize,
-        >(
-            kc: usize,
-            xs: &[&[f32]; MR],
-            ws: &[&[f32]; NP],
-            seed: [[*const f32; NP]; MR],
-            dst: [[*mut f32; NP]; MR],
-            relu: bool,
-            prefetch: &[f32],
-        ) {
-            // SAFETY: forwarded from the caller, who guarantees the instruction set.
-            unsafe {
-                micro_loop::<Self, MR, NR, NP, NV, PF, true>(kc, xs, ws, seed, dst, relu, prefetch)
-            }
-        }
-    };
-}
 
 /// 4 lanes in an xmm register (for layers at most 4 wide).
 #[derive(Debug)]
