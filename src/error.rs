@@ -236,13 +236,13 @@ pub enum Error {
         /// Workspaces given.
         got: usize,
     },
-    /// A session's thread pool could not be started.
-    #[error("cannot start a pool of {threads} threads: {source}")]
+    /// A session's threads could not be started.
+    #[error("cannot start a session on {threads} threads: {source}")]
     ThreadPool {
         /// Threads asked for.
         threads: usize,
-        /// Rayon's error.
-        source: rayon::ThreadPoolBuildError,
+        /// The operating system's error.
+        source: std::io::Error,
     },
 }
 

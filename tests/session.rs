@@ -73,6 +73,49 @@ fn threads_sharing_a_session_each_get_their_own_answer() {
     });
 }
 
+/// A session's helpers spin between calls and sleep when idle; the caller does not wait for a
+/// sleeping helper but takes its share. Either way every row's bits are those of the row alone,
+/// whichever split (rows or columns) the machine's caches choose for the batch.
+#[test]
+fn a_session_gives_the_same_bits_whether_its_helpers_are_awake_or_asleep() {
+    let compiled = Arc::new(
+        Model::random(
+            &[784, 512, 256, 10],
+            Activation::Relu,
+            Activation::Identity,
+            9,
+        )
+        .compile()
+        .unwrap(),
+    );
+    let sessions: Vec<Session> = [2, 3]
+        .iter()
+        .map(|&threads| Session::new(Arc::clone(&compiled), threads).unwrap())
+        .collect();
+    for batch in [1, 3, 8, 33, 200] {
+        let x = input(batch, 784, batch as u64 + 100);
+        let alone: Vec<Array2<f32>> = (0..batch)
+            .map(|r| compiled.predict(x.slice(s![r..r + 1, ..])).unwrap())
+            .collect();
+        for session in &sessions {
+            for pause_us in [0, 2_000] {
+                for _ in 0..3 {
+                    std::thread::sleep(std::time::Duration::from_micros(pause_us));
+                    let y = session.predict(x.view()).unwrap();
+                    for (r, row) in alone.iter().enumerate() {
+                        assert_eq!(
+                            y.row(r),
+                            row.row(0),
+                            "{} threads, batch {batch}, row {r}, pause {pause_us} µs",
+                            session.threads()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_session_refuses_bad_input_with_typed_errors() {
     let session = Model::random(&[6, 8, 4], Activation::Relu, Activation::Softmax, 1)

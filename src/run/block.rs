@@ -9,6 +9,7 @@ use crate::kernels::{
 };
 use crate::plan::{CompiledModel, NonFiniteInput};
 use crate::run::column_split::dense_columns_split;
+use crate::run::fork::Fork;
 use crate::workspace::Workspace;
 
 impl CompiledModel {
@@ -74,6 +75,7 @@ impl CompiledModel {
         mut out: ArrayViewMut2<'_, f32>,
         threads: usize,
         caller_on_pool: bool,
+        fork: Fork<'_>,
     ) {
         let rows = x.nrows();
         let mut start = 0;
@@ -81,13 +83,13 @@ impl CompiledModel {
             let len = ws.rows.min(rows - start);
             let xb = x.slice_axis(Axis(0), (start..start + len).into());
             let ob = out.slice_axis_mut(Axis(0), (start..start + len).into());
-            self.run_block(ws, xb, ob, threads, caller_on_pool);
+            self.run_block(ws, xb, ob, threads, caller_on_pool, fork);
             start += len;
         }
     }
 
     /// Runs one block of at most `block_rows` rows through every layer; with `threads > 1`
-    /// (called inside the pool) each large enough layer is split by output columns.
+    /// each large enough layer is split by output columns over `fork`.
     fn run_block(
         &self,
         ws: &mut Workspace,
@@ -95,6 +97,7 @@ impl CompiledModel {
         mut out: ArrayViewMut2<'_, f32>,
         threads: usize,
         caller_on_pool: bool,
+        fork: Fork<'_>,
     ) {
         let rows = x.nrows();
         let width = ws.width;
@@ -146,7 +149,7 @@ impl CompiledModel {
                 RowsMut::new(dst, rows, n, width)
             };
             let layer_threads = self.column_threads(layer, rows, threads, caller_on_pool);
-            dense_columns_split(self.kernel, src, layer, dst, layer_threads);
+            dense_columns_split(self.kernel, src, layer, dst, layer_threads, fork);
         }
         let src_is_front = last.is_multiple_of(2);
         if !direct_out {

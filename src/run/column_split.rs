@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use crate::kernels::{KernelKind, LayerInput, RowsMut};
 
 use crate::plan::CompiledLayer;
+use crate::run::fork::Fork;
 
 /// Parts per thread. A thread that finishes its own parts takes the others' last ones, so a
 /// thread on a slower vCPU (on shared hosts one vCPU can run at half to two thirds of its speed
@@ -23,15 +24,15 @@ const MAX_PARTS: usize = 64;
 const UNIT_PANELS: usize = 4;
 
 /// `out = act(x · W + b)` for one layer, its output columns cut into panel runs that `threads`
-/// workers of the current rayon pool share (`rayon::join`: jobs on the stack, no allocation).
-/// Each part writes a disjoint column range of the same rows with the same FMA chains, so the
-/// split never changes a bit.
+/// workers of `fork` share. Each part writes a disjoint column range of the same rows with the
+/// same FMA chains, so the split never changes a bit.
 pub(crate) fn dense_columns_split(
     kernel: KernelKind,
     x: LayerInput<'_>,
     layer: &CompiledLayer,
     out: RowsMut<'_>,
     threads: usize,
+    fork: Fork<'_>,
 ) {
     let nr = layer.weights.nr();
     let panels = out.cols().div_ceil(nr);
@@ -64,21 +65,7 @@ pub(crate) fn dense_columns_split(
             );
         }
     };
-    on_threads(0, threads, &work);
-}
-
-/// Runs `work(i)` for workers `first..first + threads` at once on the current pool. Worker
-/// `first` runs on the calling thread, so with the same caller each call gives a thread the same
-/// share of the columns, whose weights its caches may still hold from the last call.
-fn on_threads(first: usize, threads: usize, work: &(dyn Fn(usize) + Sync)) {
-    if threads <= 1 {
-        return work(first);
-    }
-    let half = threads / 2;
-    rayon::join(
-        || on_threads(first, half, work),
-        || on_threads(first + half, threads - half, work),
-    );
+    fork.run(threads, &work);
 }
 
 /// A block's output columns cut into parts of whole units (`unit` columns), as even as the

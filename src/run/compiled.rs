@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::kernels::{Precision, code_stride};
 use crate::plan::{CompiledModel, workspace_stride};
 use crate::predictor::{Predictor, Split};
+use crate::run::fork::Fork;
 use crate::workspace::Workspace;
 
 impl CompiledModel {
@@ -59,7 +60,7 @@ impl Predictor for CompiledModel {
         out: ArrayViewMut2<'_, f32>,
     ) -> Result<()> {
         self.check_call(workspace, &x, &out)?;
-        self.run_blocks(workspace, x, out, 1, false);
+        self.run_blocks(workspace, x, out, 1, false, Fork::Pool);
         Ok(())
     }
 
@@ -76,7 +77,7 @@ impl Predictor for CompiledModel {
         self.check_call(workspace, &x, &out)?;
         let threads = pool.current_num_threads();
         let caller_on_pool = pool.current_thread_index().is_some();
-        pool.install(|| self.run_blocks(workspace, x, out, threads, caller_on_pool));
+        pool.install(|| self.run_blocks(workspace, x, out, threads, caller_on_pool, Fork::Pool));
         Ok(())
     }
 

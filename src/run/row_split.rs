@@ -1,16 +1,16 @@
 //! The row split: a batch cut into even chunks of rows that one task per pool thread claims
 //! and runs through all layers, so a slowed thread takes fewer chunks.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
 use crate::predictor::Predictor;
+use crate::run::fork::Fork;
 use crate::workspace::Workspace;
 
-/// Runs `x` into `out` in `tasks` tasks on `pool` (checked by the caller: at least two tasks,
+/// Runs `x` into `out` in `tasks` tasks on `fork` (checked by the caller: at least two tasks,
 /// at least that many workspaces). The rows are cut into even chunks of about `chunk_rows`, the
 /// same number for every task and at least [`CHUNKS_PER_TASK`] each while chunks keep
 /// `min_chunk_rows` rows, and each task takes the next unclaimed chunk until none is left: a
@@ -19,7 +19,7 @@ use crate::workspace::Workspace;
 /// one thread with that thread's workspace.
 pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     model: &P,
-    pool: &ThreadPool,
+    fork: Fork<'_>,
     workspaces: &mut [Workspace],
     x: ArrayView2<'_, f32>,
     out: ArrayViewMut2<'_, f32>,
@@ -33,10 +33,31 @@ pub(crate) fn predict_row_split<P: Predictor + ?Sized>(
     let per_task = blocks
         .div_ceil(tasks)
         .max(CHUNKS_PER_TASK.min(finest / tasks).max(1));
-    // Chunks are handed out under a lock (a futex: no allocation), one per claim; a claim costs
-    // far less than the chunk's compute.
+    // Chunks and workspaces are handed out under locks (futexes: no allocation), one per
+    // claim; a claim costs far less than the chunk's compute.
     let chunks = Mutex::new(EvenChunks::new(x, out, per_task * tasks));
-    pool.install(|| fork(model, &mut workspaces[..tasks], &chunks))
+    let idle_workspaces = Mutex::new(workspaces[..tasks].iter_mut());
+    let first_error = Mutex::new(None);
+    fork.run(tasks, &|_| {
+        let Some(workspace) = lock(&idle_workspaces).next() else {
+            return;
+        };
+        if let Err(e) = drain_chunks(model, workspace, &chunks) {
+            let mut first = lock(&first_error);
+            *first = Some(match first.take() {
+                Some(earlier) => earlier_error(earlier, e),
+                None => e,
+            });
+        }
+    });
+    let first_error = first_error.into_inner().unwrap_or_else(|e| e.into_inner());
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Locks `m`; a panic in another task poisons it, but what it guards (an iterator, an error)
+/// is still sound.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Chunks per task of a row split, when the smallest chunk size allows: with one chunk
@@ -96,29 +117,6 @@ impl<'x, 'o> Iterator for EvenChunks<'x, 'o> {
     }
 }
 
-/// Starts one task per workspace by splitting the workspaces in halves recursively with
-/// `rayon::join`, which keeps its jobs on the stack: no allocation per batch.
-fn fork<'x, 'o, P, I>(model: &P, workspaces: &mut [Workspace], chunks: &Mutex<I>) -> Result<()>
-where
-    P: Predictor + ?Sized,
-    // The chunks not yet claimed.
-    I: Iterator<Item = Chunk<'x, 'o>> + Send,
-{
-    if let [workspace] = workspaces {
-        return drain_chunks(model, workspace, chunks);
-    }
-    let half = workspaces.len() / 2;
-    let (ws_left, ws_right) = workspaces.split_at_mut(half);
-    let (left, right) = rayon::join(
-        || fork(model, ws_left, chunks),
-        || fork(model, ws_right, chunks),
-    );
-    match (left, right) {
-        (Err(a), Err(b)) => Err(earlier_error(a, b)),
-        (left, right) => left.and(right),
-    }
-}
-
 /// One task: claims and runs chunks until none is left. It keeps going after an error so that
 /// the error finally reported (the earliest row's) does not depend on which thread got where.
 fn drain_chunks<'x, 'o, P, I>(model: &P, workspace: &mut Workspace, chunks: &Mutex<I>) -> Result<()>
@@ -128,8 +126,7 @@ where
 {
     let mut first_error: Option<Error> = None;
     loop {
-        // A panic in another task poisons the lock; the data (an iterator) is still sound.
-        let next = chunks.lock().unwrap_or_else(|e| e.into_inner()).next();
+        let next = lock(chunks).next();
         let Some((start, x, out)) = next else {
             break;
         };

@@ -4,21 +4,27 @@
 use std::sync::{Arc, Mutex};
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
-use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
 use crate::plan::CompiledModel;
 use crate::predictor::Predictor;
-use crate::run::predict_batch;
+use crate::run::predict_on_team;
+use crate::run::team::Team;
 use crate::workspace::Workspace;
 
-/// A compiled model ready to run batches on its own threads: it owns the model, a rayon pool
-/// and one workspace per pool thread, so a call is one line and allocates nothing but its
-/// output ([`Session::predict_into`] not even that; on more than one thread, rayon's queue for
-/// jobs entering its pool takes one small block per 63 calls).
+/// A compiled model ready to run batches on its own threads: it owns the model, helper threads
+/// and one workspace per thread, so a call is one line and allocates nothing but its output
+/// ([`Session::predict_into`] not even that).
+///
+/// The calling thread computes a share of every split batch itself, and the helpers (one fewer
+/// than the session's threads) take the other shares; an idle helper spins for 100 µs before
+/// it sleeps, so back-to-back calls pay no thread wake-up, and a sleeping helper is not waited
+/// for (the caller takes its share).
 ///
 /// `Send + Sync`: share it between threads (`Arc<Session>`). Concurrent calls each take a set
 /// of workspaces; a set is made the first time more calls overlap than ever before, and kept.
+/// While one call's batch is split over the helpers, a concurrent call computes its batch on
+/// its own thread.
 ///
 /// # Examples
 /// ```
@@ -35,8 +41,8 @@ use crate::workspace::Workspace;
 #[derive(Debug)]
 pub struct Session {
     model: Arc<CompiledModel>,
-    /// `None` for one thread: calls then run on the caller's thread.
-    pool: Option<ThreadPool>,
+    /// `None` for one thread: calls then run on the caller's thread alone.
+    team: Option<Team>,
     threads: usize,
     /// Idle workspace sets, one workspace per pool thread each.
     idle: Mutex<Vec<Vec<Workspace>>>,
@@ -64,20 +70,17 @@ impl Session {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let pool = if threads == 1 {
+        let team = if threads == 1 {
             None
         } else {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("densebatch-session-{i}"))
-                .build()
+            let team = Team::new(threads - 1, "densebatch-session")
                 .map_err(|source| Error::ThreadPool { threads, source })?;
-            Some(pool)
+            Some(team)
         };
         let idle = Mutex::new(vec![model.new_workspaces(threads)]);
         Ok(Session {
             model,
-            pool,
+            team,
             threads,
             idle,
         })
@@ -122,8 +125,8 @@ impl Session {
     /// unspecified.
     pub fn predict_into(&self, x: ArrayView2<'_, f32>, out: ArrayViewMut2<'_, f32>) -> Result<()> {
         let mut workspaces = self.take_workspaces();
-        let result = match &self.pool {
-            Some(pool) => predict_batch(self.model.as_ref(), pool, &mut workspaces, x, out),
+        let result = match &self.team {
+            Some(team) => predict_on_team(self.model.as_ref(), team, &mut workspaces, x, out),
             None => self.model.predict_into(&mut workspaces[0], x, out),
         };
         self.lock_idle().push(workspaces);
