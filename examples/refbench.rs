@@ -7,14 +7,14 @@
 //! Loads the model (our format or the harness's `manifest.json` + `.npy` layout), compiles it
 //! with its weights in PRECISION (`f32`, the default, `bf16` or `int8`, so that the harness can
 //! time each precision as an engine of its own),
-//! runs WARMUP untimed and REPS timed `predict_batch` calls on a pool of THREADS, and prints
+//! runs WARMUP untimed and REPS timed calls of a `Session` on THREADS threads, and prints
 //! `{"lat_ns": [...]}` as the last line of stdout.
 //!
-//! The calls are made from a thread of the pool (the loop runs inside `ThreadPool::install`), the
-//! way a latency-minded caller uses the library: the calling thread then computes a share of
-//! each batch, as ONNX Runtime's calling thread does, rather than handing every call to the pool
-//! and sleeping until it is done (interleaved, 2 threads: mnist-mlp batch 8 1.37×, batch 32
-//! 1.09×, batch 512 even; tiny-mlp batch 2048 1.76×).
+//! A session's calling thread computes a share of each batch, as ONNX Runtime's calling thread
+//! does, and its helpers spin between calls instead of sleeping. It is the fastest way in from
+//! any thread (mnist-mlp on 2 threads of an Intel Xeon, µs per call against `predict_batch` on a
+//! rayon pool called from inside it: batch 1 13.0 against 14.1, batch 32 156 against 212, batch
+//! 2048 even; called from outside the pool `predict_batch` took 25.5 and 216).
 //!
 //! The warm-up lasts at least [`MIN_WARMUP`] as well. The harness starts this binary afresh for
 //! every timed block, while the engines it runs in-process keep their threads busy from block to
@@ -47,32 +47,25 @@ fn main() -> Result<()> {
 
     let model = Model::load(model_dir)?;
     let compiled = model.compile_with(&CompileOptions::default().precision(precision))?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
-    let mut workspaces = compiled.new_workspaces(threads);
+    let session = compiled.session(threads)?;
     // The same input as the harness's numpy engine: standard normal, fixed seed (values differ,
     // the work does not).
-    let x = Array2::from_shape_fn((batch, compiled.input_width()), |(i, j)| {
+    let x = Array2::from_shape_fn((batch, session.input_width()), |(i, j)| {
         (((i * 7919 + j * 104_729) % 2003) as f32 / 1001.0 - 1.0) * 1.7
     });
-    let mut y = Array2::<f32>::zeros((batch, compiled.output_width()));
-    // On a pool thread (see the module docs).
-    let lat_ns = pool.install(|| -> Result<Vec<u64>> {
-        let warmup_start = Instant::now();
-        let mut warmed = 0;
-        while warmed < warmup || warmup_start.elapsed() < MIN_WARMUP {
-            predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
-            warmed += 1;
-        }
-        let mut lat_ns = Vec::with_capacity(reps);
-        for _ in 0..reps {
-            let t0 = Instant::now();
-            predict_batch(&compiled, &pool, &mut workspaces, x.view(), y.view_mut())?;
-            lat_ns.push(t0.elapsed().as_nanos() as u64);
-        }
-        Ok(lat_ns)
-    })?;
+    let mut y = Array2::<f32>::zeros((batch, session.output_width()));
+    let warmup_start = Instant::now();
+    let mut warmed = 0;
+    while warmed < warmup || warmup_start.elapsed() < MIN_WARMUP {
+        session.predict_into(x.view(), y.view_mut())?;
+        warmed += 1;
+    }
+    let mut lat_ns = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        session.predict_into(x.view(), y.view_mut())?;
+        lat_ns.push(t0.elapsed().as_nanos() as u64);
+    }
     std::hint::black_box(&y);
     println!(
         "{{\"lat_ns\": [{}]}}",

@@ -25,7 +25,7 @@
 //! # Ok::<(), densebatch::Error>(())
 //! ```
 //!
-//! [`Session`] owns a pool and workspaces; [`predict_batch`] is the expert path on a pool of your
+//! [`Session`] owns its threads and workspaces; [`predict_batch`] is the expert path on a pool of your
 //! own; [`Scheduler`] batches single requests for several models. How a request flows through the
 //! modules: `docs/ARCHITECTURE.md`.
 //!
