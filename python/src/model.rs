@@ -206,7 +206,8 @@ pub(crate) struct PyCompiledModel {
 }
 
 /// A session, started again in a process forked from the one that made it: a fork copies the
-/// pool's handle but not its threads, so the child's calls would wait forever on the parent's pool.
+/// session's state but not its helper threads, so the child's calls would compute alone, or
+/// wait forever for a share a helper was running at the moment of the fork.
 struct ForkSafeSession {
     current: RwLock<(u32, Arc<Session>)>,
 }
@@ -229,7 +230,9 @@ impl ForkSafeSession {
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if current.0 != pid {
             let fresh = Session::new(current.1.model().clone(), current.1.threads())?;
-            *current = (pid, Arc::new(fresh));
+            let stale = std::mem::replace(&mut *current, (pid, Arc::new(fresh)));
+            // Never dropped here: its locks may have been held by parent threads at the fork.
+            std::mem::forget(stale);
         }
         Ok(current.1.clone())
     }

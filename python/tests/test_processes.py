@@ -13,7 +13,7 @@ from conftest import bits, rows
 import densebatch
 
 MODEL = densebatch.Model.random([24, 40, 7], hidden="relu", output="softmax", seed=5)
-# Built before any fork, with a pool of two threads.
+# Built before any fork, on two threads (the caller and one helper).
 INHERITED = MODEL.compile(threads=2)
 
 

@@ -14,7 +14,6 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One worker's share of a fork: `work(i)` for worker `i`.
@@ -28,7 +27,8 @@ const SPIN: Duration = Duration::from_micros(100);
 /// Helper threads for forks started by callers outside any pool (see the module docs).
 pub(crate) struct Team {
     shared: Arc<Shared>,
-    helpers: Vec<JoinHandle<()>>,
+    /// Helper threads started (they are not joined: see `Drop`).
+    helpers: usize,
 }
 
 /// What the caller and the helpers share.
@@ -80,24 +80,21 @@ impl Team {
             }),
             wake: Condvar::new(),
         });
-        let mut team = Team {
-            shared,
-            helpers: Vec::with_capacity(helpers),
-        };
+        let mut team = Team { shared, helpers: 0 };
         for i in 0..helpers {
             let shared = Arc::clone(&team.shared);
-            let handle = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || shared.help())?;
             // On an error above, dropping `team` stops the helpers started so far.
-            team.helpers.push(handle);
+            team.helpers += 1;
         }
         Ok(team)
     }
 
     /// Workers a fork can have: the caller and the helpers.
     pub(crate) fn threads(&self) -> usize {
-        self.helpers.len() + 1
+        self.helpers + 1
     }
 
     /// Runs `work(0)` on the calling thread and `work(i)` for `i` in `1..workers` on whichever
@@ -107,7 +104,7 @@ impl Team {
     /// is running, or from inside a share, runs `work(0)` alone. A panic in any share is resumed
     /// on the caller once every share has stopped.
     pub(crate) fn fork(&self, workers: usize, work: &Work<'_>) {
-        if workers <= 1 || self.helpers.is_empty() || !self.offer(workers, work) {
+        if workers <= 1 || self.helpers == 0 || !self.offer(workers, work) {
             return work(0);
         }
         let own = panic::catch_unwind(AssertUnwindSafe(|| work(0)));
@@ -165,25 +162,22 @@ impl Team {
     }
 }
 
+/// Tells the helpers to stop and does not wait for them: they own their share of the state, and
+/// in a process forked from the one that started them they do not exist, so joining them there
+/// would wait forever.
 impl Drop for Team {
     fn drop(&mut self) {
-        {
-            let mut state = self.shared.lock();
-            state.shutdown = true;
-            self.shared.epoch.fetch_add(1, Ordering::Release);
-            self.shared.wake.notify_all();
-        }
-        for helper in self.helpers.drain(..) {
-            // A helper's own panics are caught, so joining cannot fail short of an abort.
-            let _ = helper.join();
-        }
+        let mut state = self.shared.lock();
+        state.shutdown = true;
+        self.shared.epoch.fetch_add(1, Ordering::Release);
+        self.shared.wake.notify_all();
     }
 }
 
 impl fmt::Debug for Team {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Team")
-            .field("helpers", &self.helpers.len())
+            .field("helpers", &self.helpers)
             .finish()
     }
 }
