@@ -108,12 +108,8 @@ impl Team {
             return work(0);
         }
         let own = panic::catch_unwind(AssertUnwindSafe(|| work(0)));
-        let helper_panic = {
-            let mut state = self.shared.lock();
-            state.fork = None;
-            state.panic.take()
-        };
-        let helper_panic = helper_panic.or_else(|| self.wait_for_helpers());
+        self.shared.lock().fork = None;
+        let helper_panic = self.wait_for_helpers();
         if let Err(payload) = own {
             panic::resume_unwind(payload);
         }
@@ -336,6 +332,39 @@ mod tests {
             });
             assert!(count.load(Ordering::Relaxed) >= 1);
         }
+    }
+
+    #[test]
+    fn a_helper_panic_does_not_let_the_caller_return_before_the_other_shares_end() {
+        let team = Team::new(2, "test-team").unwrap();
+        let started = AtomicUsize::new(0);
+        let slow_share_done = AtomicBool::new(false);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            team.fork(3, &|i| {
+                started.fetch_add(1, Ordering::SeqCst);
+                match i {
+                    0 => {
+                        let start = Instant::now();
+                        while started.load(Ordering::SeqCst) < 3
+                            && start.elapsed() < Duration::from_secs(2)
+                        {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    1 => panic!("share 1"),
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        slow_share_done.store(true, Ordering::SeqCst);
+                    }
+                }
+            })
+        }));
+        assert!(result.is_err(), "the helper's panic is resumed");
+        assert_eq!(started.load(Ordering::SeqCst), 3, "all three shares ran");
+        assert!(
+            slow_share_done.load(Ordering::SeqCst),
+            "fork returned during a share"
+        );
     }
 
     #[test]
