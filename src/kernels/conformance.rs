@@ -306,6 +306,12 @@ macro_rules! conformance {
                 for m in 1..=8 {
                     check($kernel, m, 8209, 97, Activation::Gelu, 13 + m as u64);
                 }
+                // Blocks taller than one tile with widened weights: each panel slice widened
+                // once into a scratch, a chunk (a K-block of its own) at a time, for the f32
+                // tiles, the tallest included.
+                for (m, act) in [(9, Activation::Identity), (24, Activation::Relu), (41, Activation::Tanh)] {
+                    check($kernel, m, 2053, 97, act, 29 + m as u64);
+                }
                 // Narrow layers (4-, 8- and 16-wide panels) over several K-blocks too.
                 for m in [1, 5, 13] {
                     check($kernel, m, 40_961, 3, Activation::Sigmoid, 17 + m as u64);

@@ -63,8 +63,10 @@ pub(super) fn dense_tiled<L: Lanes, const NR: usize, const NV: usize, const MR_M
     let (m, k) = (x.rows(), w.k());
     let layer = Layer {
         x,
-        w,
+        weights: F32Panels::packed(w),
+        prefetch: w.prefetch(),
         bias,
+        scales: None,
         col0,
         activation,
         panels: out.cols().div_ceil(NR),
@@ -100,15 +102,61 @@ pub(super) fn dense_tiled<L: Lanes, const NR: usize, const NV: usize, const MR_M
     }
 }
 
+/// The `f32` weight panels the tiles read: a compiled layer's, or one panel's slice widened
+/// from bf16 or int8 into a scratch (`super::widened`).
+#[derive(Clone, Copy)]
+pub(super) struct F32Panels<'a> {
+    data: &'a [f32],
+    /// Floats from one panel to the next.
+    stride: usize,
+    /// The layer's index of `data`'s first panel.
+    first_panel: usize,
+    /// The first reduction step `data` holds.
+    k0: usize,
+}
+
+impl<'a> F32Panels<'a> {
+    fn packed(w: &'a PackedWeights) -> Self {
+        F32Panels {
+            data: w.f32_panels(),
+            stride: w.k() * w.nr(),
+            first_panel: 0,
+            k0: 0,
+        }
+    }
+
+    /// Layer panel `panel`'s weights for the reduction steps from `k0` on, widened.
+    pub(super) fn widened(data: &'a [f32], panel: usize, k0: usize) -> Self {
+        F32Panels {
+            data,
+            stride: data.len(),
+            first_panel: panel,
+            k0,
+        }
+    }
+
+    /// Layer panel `panel`'s `NR`-float rows for reduction steps `k0..k1`.
+    #[inline(always)]
+    fn slice<const NR: usize>(&self, panel: usize, k0: usize, k1: usize) -> &'a [f32] {
+        let start = (panel - self.first_panel) * self.stride + (k0 - self.k0) * NR;
+        &self.data[start..start + (k1 - k0) * NR]
+    }
+}
+
 /// One call's operands.
-struct Layer<'a, 'b> {
-    x: Rows<'a>,
-    w: &'b PackedWeights,
-    bias: &'b [f32],
-    col0: usize,
-    activation: Activation,
+pub(super) struct Layer<'a, 'b> {
+    pub(super) x: Rows<'a>,
+    pub(super) weights: F32Panels<'b>,
+    /// Whether the tiles pull the next panel towards the cache (weights streamed from DRAM).
+    pub(super) prefetch: bool,
+    pub(super) bias: &'b [f32],
+    /// Int8 weights' column scales: each chain then starts from zero and ends with
+    /// `fma(acc, scale, bias)` (see `super::precision::Precision::Int8`).
+    pub(super) scales: Option<&'b [f32]>,
+    pub(super) col0: usize,
+    pub(super) activation: Activation,
     /// Panels this call computes (starting at panel `col0 / NR`).
-    panels: usize,
+    pub(super) panels: usize,
 }
 
 /// The row tiles of a block, in order: `tall` tiles of the full height first, then the other
@@ -185,13 +233,13 @@ impl TilePlan {
 }
 
 /// One K-block: reduction indices `k0..k1`.
-struct Pass {
-    k0: usize,
-    k1: usize,
+pub(super) struct Pass {
+    pub(super) k0: usize,
+    pub(super) k1: usize,
     /// Seed the accumulators with the bias (else reload the running sums from the output).
-    first: bool,
+    pub(super) first: bool,
     /// Apply the element-wise activation when storing.
-    last: bool,
+    pub(super) last: bool,
 }
 
 impl Layer<'_, '_> {
@@ -214,6 +262,24 @@ impl Layer<'_, '_> {
             _ => {}
         }
         // Many rows: panel by panel, every row tile reusing the panel slice from L1.
+        for p in 0..self.panels {
+            let next = (self.prefetch && p + 1 < self.panels)
+                .then(|| bytemuck::cast_slice(self.slice::<NR>(p + 1, pass)));
+            self.panel_tiles::<L, NR, NV, MR_MAX>(p, pass, out, next);
+        }
+    }
+
+    /// Every row tile (`MR_MAX` rows at most, 4 or more rows in all) against local panel `p`;
+    /// `next`, the bytes of the panel to come, is pulled towards the cache along the way.
+    #[inline(always)]
+    pub(super) fn panel_tiles<L: Lanes, const NR: usize, const NV: usize, const MR_MAX: usize>(
+        &self,
+        p: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+        next: Option<&[u8]>,
+    ) {
+        let m = self.x.rows();
         // Short reductions (tiny-mlp's K = 16) stay in tiles of at most 8 rows, inlined: the
         // call of an out-of-line tall tile and a 12-row tile's seeding and stores weigh too much
         // beside so few steps (see `loop_of`).
@@ -234,43 +300,44 @@ impl Layer<'_, '_> {
         // spreading over up to four (`PREFETCH_TILES`) ran wide-mlp 1.15× faster at 16 rows,
         // 1.08× at 32 and 1.06× at 64 on one thread, 1.15× at 32 on two. Six was slower than
         // four (1.03× at 32 rows): the last tiles' share then arrives as the next panel starts.
+        // A narrower stream (bf16 or int8 weights) is asked for at the same rate and so ends
+        // early in each tile's share.
         let period = tiles.min(PREFETCH_TILES);
-        let share = (pass.k1 - pass.k0).div_ceil(period) * NR;
-        for p in 0..self.panels {
-            let mut r = 0;
-            for t in 0..tiles {
-                let rows = plan.rows(t);
-                // The arms below cover every height a plan gives; any other would run as one row.
-                debug_assert!(
-                    rows <= MR_MAX_16_REGISTERS || rows == 8 || rows == MR_MAX,
-                    "no {rows}-row tile"
-                );
-                let next = (self.w.prefetch() && t < period && p + 1 < self.panels).then(|| {
-                    let slice = self.slice::<NR>(p + 1, pass);
-                    Prefetch {
-                        stream: &slice[(t * share).min(slice.len())..],
-                        period,
-                    }
-                });
-                match rows {
-                    12 if MR_MAX >= 12 => self.tile::<L, 12, NR, 1, NV>(r, p, pass, out, next),
-                    8 if MR_MAX >= 8 => self.tile::<L, 8, NR, 1, NV>(r, p, pass, out, next),
-                    6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out, next),
-                    5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out, next),
-                    4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out, next),
-                    3 => self.tile::<L, 3, NR, 1, NV>(r, p, pass, out, next),
-                    2 => self.tile::<L, 2, NR, 1, NV>(r, p, pass, out, next),
-                    _ => self.tile::<L, 1, NR, 1, NV>(r, p, pass, out, next),
-                }
-                r += rows;
+        let row_bytes = NR * size_of::<f32>();
+        let share = next.map_or(0, |s| {
+            s.len().div_ceil(row_bytes).div_ceil(period) * row_bytes
+        });
+        let mut r = 0;
+        for t in 0..tiles {
+            let rows = plan.rows(t);
+            // The arms below cover every height a plan gives; any other would run as one row.
+            debug_assert!(
+                rows <= MR_MAX_16_REGISTERS || rows == 8 || rows == MR_MAX,
+                "no {rows}-row tile"
+            );
+            let next = next.filter(|_| t < period).map(|stream| Prefetch {
+                stream: &stream[(t * share).min(stream.len())..],
+                period,
+            });
+            match rows {
+                12 if MR_MAX >= 12 => self.tile::<L, 12, NR, 1, NV>(r, p, pass, out, next),
+                8 if MR_MAX >= 8 => self.tile::<L, 8, NR, 1, NV>(r, p, pass, out, next),
+                6 => self.tile::<L, 6, NR, 1, NV>(r, p, pass, out, next),
+                5 => self.tile::<L, 5, NR, 1, NV>(r, p, pass, out, next),
+                4 => self.tile::<L, 4, NR, 1, NV>(r, p, pass, out, next),
+                3 => self.tile::<L, 3, NR, 1, NV>(r, p, pass, out, next),
+                2 => self.tile::<L, 2, NR, 1, NV>(r, p, pass, out, next),
+                _ => self.tile::<L, 1, NR, 1, NV>(r, p, pass, out, next),
             }
+            r += rows;
         }
     }
 
     /// Local panel `p`'s weights for the pass's reduction range.
     #[inline(always)]
     fn slice<const NR: usize>(&self, p: usize, pass: &Pass) -> &[f32] {
-        &self.w.panel(self.col0 / NR + p)[pass.k0 * NR..pass.k1 * NR]
+        self.weights
+            .slice::<NR>(self.col0 / NR + p, pass.k0, pass.k1)
     }
 
     /// Rows `r0..r0 + MR` against every panel, `NP` panels per tile.
@@ -318,7 +385,8 @@ impl Layer<'_, '_> {
         let kc = pass.k1 - pass.k0;
         let xs: [&[f32]; MR] = std::array::from_fn(|i| &self.x.row(r0 + i)[pass.k0..pass.k0 + kc]);
         let ws: [&[f32]; NP] = std::array::from_fn(|p| {
-            &self.w.panel(first_panel + p)[pass.k0 * NR..(pass.k0 + kc) * NR]
+            self.weights
+                .slice::<NR>(first_panel + p, pass.k0, pass.k0 + kc)
         });
 
         // Fast path, full panels: accumulators are seeded straight from the bias (or the running
@@ -333,7 +401,10 @@ impl Layer<'_, '_> {
                 // SAFETY: `p * NR + NR <= NP * NR`, the length of the slice `tile` points into.
                 std::array::from_fn(|p| unsafe { tile.add(p * NR) })
             });
-            let seed: [[*const f32; NP]; MR] = if pass.first {
+            let zeros = [0.0f32; NR];
+            let seed: [[*const f32; NP]; MR] = if pass.first && self.scales.is_some() {
+                [[zeros.as_ptr(); NP]; MR]
+            } else if pass.first {
                 std::array::from_fn(|_| {
                     std::array::from_fn(|p| {
                         let c = self.col0 + (p0 + p) * NR;
@@ -343,16 +414,15 @@ impl Layer<'_, '_> {
             } else {
                 std::array::from_fn(|i| std::array::from_fn(|p| dst[i][p].cast_const()))
             };
-            let relu = pass.last && self.activation == Activation::Relu;
-            // SAFETY: every `seed` and `dst` pointer covers `NR` floats (sliced above), the `dst`
-            // ranges are disjoint rows/panels of `out`, and this kernel runs only on CPUs with
-            // `L`'s instruction set (the entry points' contract).
+            let relu = pass.last && self.activation == Activation::Relu && self.scales.is_none();
+            // SAFETY: every `seed` and `dst` pointer covers `NR` floats (sliced above or
+            // `zeros`), the `dst` ranges are disjoint rows/panels of `out`, and this kernel runs
+            // only on CPUs with `L`'s instruction set (the entry points' contract).
             unsafe { micro::<L, MR, NR, NP, NV>(kc, &xs, &ws, seed, dst, relu, prefetch) };
             if pass.last && !relu {
                 for i in 0..MR {
                     let row = out.row_mut(r0 + i);
-                    self.activation
-                        .apply_elementwise(&mut row[p0 * NR..(p0 + NP) * NR]);
+                    self.finish(p0 * NR, &mut row[p0 * NR..(p0 + NP) * NR]);
                 }
             }
             return;
@@ -363,6 +433,9 @@ impl Layer<'_, '_> {
             for (p, a) in row_acc.iter_mut().enumerate() {
                 let c = (p0 + p) * NR;
                 let width = widths[p];
+                if pass.first && self.scales.is_some() {
+                    continue;
+                }
                 let src = if pass.first {
                     &self.bias[self.col0 + c..]
                 } else {
@@ -394,11 +467,25 @@ impl Layer<'_, '_> {
                 let c = (p0 + p) * NR;
                 let width = widths[p];
                 if pass.last {
-                    self.activation.apply_elementwise(a);
+                    self.finish(c, &mut a[..width]);
                 }
                 copy_prefix(&mut dst[c..c + width], &a[..width]);
             }
         }
+    }
+
+    /// The end of a chain for local columns `c..c + sums.len()`: int8's scale and bias, then
+    /// the element-wise activation.
+    #[inline(always)]
+    fn finish(&self, c: usize, sums: &mut [f32]) {
+        if let Some(scales) = self.scales {
+            let g = self.col0 + c;
+            let (scales, bias) = (&scales[g..g + sums.len()], &self.bias[g..]);
+            for ((v, &s), &b) in sums.iter_mut().zip(scales).zip(bias) {
+                *v = v.mul_add(s, b);
+            }
+        }
+        self.activation.apply_elementwise(sums);
     }
 }
 
@@ -460,10 +547,44 @@ pub(super) trait Lanes {
         seed: [[*const f32; NP]; MR],
         dst: [[*mut f32; NP]; MR],
         relu: bool,
-        prefetch: &[f32],
+        prefetch: &[u8],
+    ) where
+        Self: Sized;
+    /// [`Layer::panel_tiles`] for these lanes as a function of its own, with the instruction set
+    /// enabled on it. The bf16 and int8 kernels run the `f32` tiles on widened panel slices
+    /// through it, so that one copy serves every kernel of these lanes, panel width and tile
+    /// height: inlined into each, they made the library's test build several times slower.
+    ///
+    /// # Safety
+    /// The CPU must support the instruction set.
+    unsafe fn panel_tiles<const NR: usize, const NV: usize, const MR_MAX: usize>(
+        layer: &Layer<'_, '_>,
+        p: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+        next: Option<&[u8]>,
     ) where
         Self: Sized;
 }
+
+/// `Lanes::panel_tiles` for an impl: out of line, with the instruction set of `$features`
+/// enabled on it where one is given.
+macro_rules! panel_tiles {
+    ($($features:literal)?) => {
+        $(#[target_feature(enable = $features)])?
+        #[inline(never)]
+        unsafe fn panel_tiles<const NR: usize, const NV: usize, const MR_MAX: usize>(
+            layer: &$crate::kernels::generic::Layer<'_, '_>,
+            p: usize,
+            pass: &$crate::kernels::generic::Pass,
+            out: &mut $crate::kernels::matrix::RowsMut<'_>,
+            next: Option<&[u8]>,
+        ) {
+            layer.panel_tiles::<Self, NR, NV, MR_MAX>(p, pass, out, next)
+        }
+    };
+}
+pub(super) use panel_tiles;
 
 /// `Lanes::micro_loop_tall` for an impl: out of line, with the instruction set of `$features`
 /// enabled on it where one is given.
@@ -484,7 +605,7 @@ macro_rules! micro_loop_tall {
             seed: [[*const f32; NP]; MR],
             dst: [[*mut f32; NP]; MR],
             relu: bool,
-            prefetch: &[f32],
+            prefetch: &[u8],
         ) {
             // SAFETY: forwarded from the caller, who guarantees the instruction set.
             unsafe {
@@ -531,6 +652,7 @@ impl Lanes for Portable8 {
     #[inline(always)]
     unsafe fn prefetch(_: *const f32) {}
     micro_loop_tall!();
+    panel_tiles!();
 }
 
 /// `acc[i][p][j] = fma(xs[i][kk], ws[p][kk * NR + j], acc[i][p][j])` for `kk` in `0..kc`, in
@@ -594,7 +716,7 @@ unsafe fn loop_of<
     seed: [[*const f32; NP]; MR],
     dst: [[*mut f32; NP]; MR],
     relu: bool,
-    prefetch: &[f32],
+    prefetch: &[u8],
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -636,7 +758,7 @@ pub(super) unsafe fn micro_loop<
     seed: [[*const f32; NP]; MR],
     dst: [[*mut f32; NP]; MR],
     relu: bool,
-    prefetch: &[f32],
+    prefetch: &[u8],
 ) {
     assert_eq!(NV * L::N, NR);
     for x in xs {
@@ -712,7 +834,7 @@ unsafe fn step<
     xp: &[*const f32; MR],
     wp: &[*const f32; NP],
     a: &mut [[[L::V; NV]; NP]; MR],
-    prefetch: &[f32],
+    prefetch: &[u8],
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -720,7 +842,8 @@ unsafe fn step<
             // One 64-byte line per 16 floats; a prefetch never faults, so the end of a short
             // stream needs no test.
             for line in 0..NR.div_ceil(16) {
-                L::prefetch(prefetch.as_ptr().wrapping_add(kk / PF * NR + line * 16));
+                let at = (kk / PF * NR + line * 16) * size_of::<f32>();
+                L::prefetch(prefetch.as_ptr().wrapping_add(at).cast());
             }
         }
         let mut wv = [[L::splat(0.0); NV]; NP];
@@ -744,7 +867,7 @@ unsafe fn step<
 /// `period` reduction steps (1 to [`PREFETCH_TILES`]).
 #[derive(Clone, Copy)]
 struct Prefetch<'a> {
-    stream: &'a [f32],
+    stream: &'a [u8],
     period: usize,
 }
 

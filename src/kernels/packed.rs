@@ -182,6 +182,13 @@ impl PackedWeights {
         self.nr
     }
 
+    /// Every panel, one after the other (`F32` weights only).
+    #[inline]
+    pub(crate) fn f32_panels(&self) -> &[f32] {
+        debug_assert_eq!(self.precision, Precision::F32);
+        &self.data[..self.n.div_ceil(self.nr) * self.k * self.nr]
+    }
+
     /// Panel `p`: `k * nr` floats (`F32` weights only).
     #[inline]
     pub(crate) fn panel(&self, p: usize) -> &[f32] {

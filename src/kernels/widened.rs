@@ -4,16 +4,19 @@
 //! [`super::precision::Precision`] for what each precision computes). Written once against
 //! [`Widen`] and compiled per instruction set and panel width, like `super::generic`, whose tile
 //! layout it follows: few rows run one tile over several panels (enough independent
-//! accumulators), more rows run panel by panel in tiles of up to `MR_MAX` rows.
+//! accumulators), a block of one tile's rows runs panel by panel, and taller blocks widen each
+//! panel slice once into an `f32` scratch that `super::generic`'s own tiles read.
 //!
-//! Each tile accumulates in registers loaded from and stored to a small array on the stack,
+//! Each tile of its own accumulates in registers loaded from and stored to a small array on the stack,
 //! seeded from the bias (bf16), zero (int8) or the running sums of the previous K-block; the
 //! last K-block applies the int8 epilogue `fma(acc, s[n], b[n])` and the activation while the
 //! tile is in L1. The copies cost one store and load per output per K-block, nothing next to a
 //! reduction of hundreds of steps.
 
 use super::KernelKind;
-use super::generic::{Lanes, MR_MAX_16_REGISTERS, PREFETCH_TILES, Portable8};
+use super::generic::{
+    self, F32Panels, Lanes, MR_MAX_16_REGISTERS, PREFETCH_TILES, Pass, Portable8,
+};
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use super::precision::Precision;
@@ -58,18 +61,15 @@ impl Element for i8 {
     }
 }
 
-/// Already `f32`: the scratch that `Layer::pass` widens a panel slice into.
-impl Element for f32 {
-    #[inline(always)]
-    unsafe fn load<L: Widen>(p: *const f32) -> L::V {
-        // SAFETY: forwarded from the caller.
-        unsafe { L::load(p) }
-    }
-}
+/// Floats of the scratch a panel slice is widened into (64 KiB, from L1 and L2 as the `f32`
+/// kernel's panel slices come from L2): each chunk is a K-block whose running sums every tile
+/// stores and reloads, so fewer, longer chunks beat L1-sized ones.
+const SCRATCH_FLOATS: usize = 16 * 1024;
 
-/// Floats of the scratch a panel slice is widened into (32 KiB: L1-resident, with room for the
-/// rows' inputs).
-const SCRATCH_FLOATS: usize = 8 * 1024;
+/// The scratch, on a cache line like the packed `f32` panels, so that no vector load of it
+/// straddles two lines.
+#[repr(C, align(64))]
+struct Scratch([f32; SCRATCH_FLOATS]);
 
 /// `dst = widen(src)`, `L::N` elements at a time.
 ///
@@ -106,7 +106,9 @@ impl Widen for Portable8 {
 }
 
 /// `out = act(x · W + b)` for columns `col0 .. col0 + out.cols()`, `W` packed in `NR`-wide panels
-/// of `E` elements (bf16 or int8), with the contract of `super::generic::dense_tiled`.
+/// of `E` elements (bf16 or int8), with the contract of `super::generic::dense_tiled`. Blocks of
+/// up to `MR_MAX` rows widen in registers; taller ones widen each panel slice once and run the
+/// `f32` kernel's tiles, up to `MR_F32` rows tall, on it.
 #[inline(always)]
 pub(super) fn dense_widened<
     L: Widen,
@@ -114,6 +116,7 @@ pub(super) fn dense_widened<
     const NR: usize,
     const NV: usize,
     const MR_MAX: usize,
+    const MR_F32: usize,
 >(
     x: Rows<'_>,
     w: &PackedWeights,
@@ -148,7 +151,7 @@ pub(super) fn dense_widened<
                 first: k0 == 0,
                 last: k1 == k,
             };
-            layer.pass::<L, E, NR, NV, MR_MAX>(&pass, &mut out);
+            layer.pass::<L, E, NR, NV, MR_MAX, MR_F32>(&pass, &mut out);
             if pass.last {
                 break;
             }
@@ -179,17 +182,16 @@ struct Layer<'a, 'b> {
     panels: usize,
 }
 
-/// One K-block: reduction indices `k0..k1`.
-struct Pass {
-    k0: usize,
-    k1: usize,
-    first: bool,
-    last: bool,
-}
-
 impl Layer<'_, '_> {
     #[inline(always)]
-    fn pass<L: Widen, E: Element, const NR: usize, const NV: usize, const MR_MAX: usize>(
+    fn pass<
+        L: Widen,
+        E: Element,
+        const NR: usize,
+        const NV: usize,
+        const MR_MAX: usize,
+        const MR_F32: usize,
+    >(
         &self,
         pass: &Pass,
         out: &mut RowsMut<'_>,
@@ -215,17 +217,22 @@ impl Layer<'_, '_> {
             return;
         }
         // Several tiles share each panel: widen its slice once, a chunk at a time, into an
-        // L1-resident scratch of `f32` that every tile then reads as the f32 kernel reads its
-        // panels, instead of each tile widening the same weights again (at 8-row tiles of
-        // 32-wide panels, 4 widening instructions per 16 FMAs). A chunk is a K-block of its
-        // own, so the chain order, and the bits, do not change.
-        let mut scratch = [0.0f32; SCRATCH_FLOATS];
-        let chunk = (SCRATCH_FLOATS / NR).max(1);
+        // L1-resident scratch of `f32` that the `f32` kernel's tiles then read as they read
+        // packed `f32` panels, instead of each tile widening the same weights again (at 8-row
+        // tiles of 32-wide panels, 4 widening instructions per 16 FMAs). A chunk is a K-block of
+        // its own, so the chain order, and the bits, do not change.
+        let mut scratch = Scratch([0.0; SCRATCH_FLOATS]);
+        // Equal chunks, as passes are (784 steps = 2 × 392, not 512 + 272).
+        let steps = pass.k1 - pass.k0;
+        let chunk = steps
+            .div_ceil(steps.div_ceil((SCRATCH_FLOATS / NR).max(1)).max(1))
+            .max(1);
         for p in 0..self.panels {
+            let panel = self.col0 / NR + p;
             let mut k0 = pass.k0;
             loop {
                 let k1 = pass.k1.min(k0 + chunk);
-                let wide = &mut scratch[..(k1 - k0) * NR];
+                let wide = &mut scratch.0[..(k1 - k0) * NR];
                 // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
                 unsafe { widen::<L, E>(self.slice::<E, NR>(p, k0, k1), wide) };
                 let sub = Pass {
@@ -245,8 +252,19 @@ impl Layer<'_, '_> {
                 } else {
                     None
                 };
-                let next = next.map(bytemuck::cast_slice::<E, u8>);
-                self.row_tiles::<L, f32, NR, NV, MR_MAX>(p, &sub, out, wide, next, row_bytes);
+                let tiles = generic::Layer {
+                    x: self.x,
+                    weights: F32Panels::widened(wide, panel, k0),
+                    prefetch: false,
+                    bias: self.bias,
+                    scales: self.int8.then(|| self.w.scales()),
+                    col0: self.col0,
+                    activation: self.activation,
+                    panels: self.panels,
+                };
+                let next = next.map(bytemuck::cast_slice);
+                // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
+                unsafe { L::panel_tiles::<NR, NV, MR_F32>(&tiles, p, &sub, out, next) };
                 if k1 == pass.k1 {
                     break;
                 }
@@ -544,7 +562,7 @@ fn portable_bf16(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_widened::<Portable8, u16, 16, 2, MR_MAX_16_REGISTERS>(
+    dense_widened::<Portable8, u16, 16, 2, MR_MAX_16_REGISTERS, MR_MAX_16_REGISTERS>(
         x, w, col0, bias, activation, out, kc,
     )
 }
@@ -559,7 +577,7 @@ fn portable_int8(
     out: RowsMut<'_>,
     kc: usize,
 ) {
-    dense_widened::<Portable8, i8, 16, 2, MR_MAX_16_REGISTERS>(
+    dense_widened::<Portable8, i8, 16, 2, MR_MAX_16_REGISTERS, MR_MAX_16_REGISTERS>(
         x, w, col0, bias, activation, out, kc,
     )
 }

@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use super::generic::{
     Lanes, MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS, dense_tiled,
-    micro_loop_tall,
+    micro_loop_tall, panel_tiles,
 };
 use super::matrix::{Rows, RowsMut};
 use super::narrow_avx512::dense_groups_of_4;
@@ -61,6 +61,7 @@ impl Lanes for Xmm {
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
     micro_loop_tall!("avx2,fma");
+    panel_tiles!("avx2,fma");
 }
 
 /// 8 lanes in a ymm register.
@@ -104,6 +105,7 @@ impl Lanes for Ymm {
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
     micro_loop_tall!("avx2,fma");
+    panel_tiles!("avx2,fma");
 }
 
 /// 16 lanes in a zmm register.
@@ -146,6 +148,7 @@ impl Lanes for Zmm {
         unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
     }
     micro_loop_tall!("avx512f,avx2,fma");
+    panel_tiles!("avx512f,avx2,fma");
 }
 
 /// One instantiation of the generic kernel per function: `dense_tiled` inlines every tile

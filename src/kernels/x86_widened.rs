@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::generic::{MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS};
+use super::generic::{MR_MAX_16_REGISTERS, MR_MAX_32_REGISTERS, MR_TALL_32_REGISTERS};
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use super::widened::{Widen, dense_widened};
@@ -66,7 +66,7 @@ impl Widen for Zmm {
 
 /// One instantiation per function, as in `super::x86`.
 macro_rules! instance {
-    ($name:ident, $features:literal, $lanes:ty, $elem:ty, $nr:literal, $nv:literal, $mr:expr) => {
+    ($name:ident, $features:literal, $lanes:ty, $elem:ty, $nr:literal, $nv:literal, $mr:expr, $mr_f32:expr) => {
         /// # Safety
         #[doc = concat!("The CPU must support ", $features, ".")]
         #[target_feature(enable = $features)]
@@ -80,7 +80,9 @@ macro_rules! instance {
             out: RowsMut<'_>,
             kc: usize,
         ) {
-            dense_widened::<$lanes, $elem, $nr, $nv, { $mr }>(x, w, col0, bias, activation, out, kc)
+            dense_widened::<$lanes, $elem, $nr, $nv, { $mr }, { $mr_f32 }>(
+                x, w, col0, bias, activation, out, kc,
+            )
         }
     };
 }
@@ -92,6 +94,7 @@ instance!(
     u16,
     4,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -101,6 +104,7 @@ instance!(
     u16,
     8,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -110,6 +114,7 @@ instance!(
     u16,
     16,
     2,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -119,6 +124,7 @@ instance!(
     i8,
     4,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -128,6 +134,7 @@ instance!(
     i8,
     8,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -137,6 +144,7 @@ instance!(
     i8,
     16,
     2,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -146,6 +154,7 @@ instance!(
     u16,
     4,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -155,6 +164,7 @@ instance!(
     u16,
     8,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -164,6 +174,7 @@ instance!(
     u16,
     16,
     1,
+    MR_MAX_32_REGISTERS,
     MR_MAX_32_REGISTERS
 );
 instance!(
@@ -173,7 +184,8 @@ instance!(
     u16,
     32,
     2,
-    MR_MAX_32_REGISTERS
+    MR_MAX_32_REGISTERS,
+    MR_TALL_32_REGISTERS
 );
 instance!(
     avx512_int8_nr4,
@@ -182,6 +194,7 @@ instance!(
     i8,
     4,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -191,6 +204,7 @@ instance!(
     i8,
     8,
     1,
+    MR_MAX_16_REGISTERS,
     MR_MAX_16_REGISTERS
 );
 instance!(
@@ -200,6 +214,7 @@ instance!(
     i8,
     16,
     1,
+    MR_MAX_32_REGISTERS,
     MR_MAX_32_REGISTERS
 );
 instance!(
@@ -209,7 +224,8 @@ instance!(
     i8,
     32,
     2,
-    MR_MAX_32_REGISTERS
+    MR_MAX_32_REGISTERS,
+    MR_TALL_32_REGISTERS
 );
 
 /// AVX2 + FMA, bf16 (`int8 == false`) or int8 weights, panel widths as for f32.
@@ -290,16 +306,16 @@ pub(super) unsafe fn dense_avx2_fma_wide(
     int8: bool,
 ) {
     match (int8, w.nr()) {
-        (false, 16) => dense_widened::<Ymm, u16, 16, 2, MR_MAX_32_REGISTERS>(
+        (false, 16) => dense_widened::<Ymm, u16, 16, 2, MR_MAX_32_REGISTERS, MR_MAX_32_REGISTERS>(
             x, w, col0, bias, activation, out, kc,
         ),
-        (false, _) => dense_widened::<Ymm, u16, 32, 4, MR_MAX_32_REGISTERS>(
+        (false, _) => dense_widened::<Ymm, u16, 32, 4, MR_MAX_32_REGISTERS, MR_MAX_32_REGISTERS>(
             x, w, col0, bias, activation, out, kc,
         ),
-        (true, 16) => dense_widened::<Ymm, i8, 16, 2, MR_MAX_32_REGISTERS>(
+        (true, 16) => dense_widened::<Ymm, i8, 16, 2, MR_MAX_32_REGISTERS, MR_MAX_32_REGISTERS>(
             x, w, col0, bias, activation, out, kc,
         ),
-        (true, _) => dense_widened::<Ymm, i8, 32, 4, MR_MAX_32_REGISTERS>(
+        (true, _) => dense_widened::<Ymm, i8, 32, 4, MR_MAX_32_REGISTERS, MR_MAX_32_REGISTERS>(
             x, w, col0, bias, activation, out, kc,
         ),
     }
