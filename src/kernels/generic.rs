@@ -168,7 +168,7 @@ pub(super) struct Layer<'a, 'b> {
 /// ([`MR_TALL_32_REGISTERS`]) the rows after the last one are planned as for 8-row tiles, and a
 /// remainder of 1–4 rows goes with one 12-row tile into that plan (16 = 8 + 8, 13 = 5 + 4 + 4), so
 /// any multiple of 8 rows runs in tiles of 12 and 8 only.
-struct TilePlan {
+pub(super) struct TilePlan {
     tall: usize,
     height: usize,
     /// 8-row tiles after the tall ones (only when `height` is 12).
@@ -179,6 +179,20 @@ struct TilePlan {
 }
 
 impl TilePlan {
+    /// The plan for `m` rows over K-blocks of `steps` reduction steps, in tiles up to `MR_MAX`
+    /// rows tall. Short reductions (tiny-mlp's K = 16) stay in tiles of at most 8 rows, inlined:
+    /// the call of an out-of-line tall tile and a 12-row tile's seeding and stores weigh too much
+    /// beside so few steps (see `loop_of`).
+    #[inline(always)]
+    pub(super) fn for_block<const MR_MAX: usize>(m: usize, steps: usize) -> Self {
+        let height = if steps < OUT_OF_LINE_MIN_STEPS {
+            MR_MAX.min(MR_MAX_32_REGISTERS)
+        } else {
+            MR_MAX
+        };
+        Self::new(m, height)
+    }
+
     /// The plan for `m` rows in tiles up to `height` rows tall (6, 8 or 12).
     #[inline(always)]
     fn new(m: usize, height: usize) -> Self {
@@ -261,34 +275,31 @@ impl Layer<'_, '_> {
             3 => return self.panel_groups::<L, 3, NR, 1, NV>(0, pass, out),
             _ => {}
         }
-        // Many rows: panel by panel, every row tile reusing the panel slice from L1.
+        // Many rows: panel by panel, every row tile reusing the panel slice from L1. The tiles
+        // run out of line, one copy per lanes type, panel width and tile height that every kernel
+        // of these lanes shares, f32 and widened alike (see `Lanes::panel_tiles`); their plan,
+        // a few divisions, is made once per pass.
+        let plan = TilePlan::for_block::<MR_MAX>(m, pass.k1 - pass.k0);
         for p in 0..self.panels {
             let next = (self.prefetch && p + 1 < self.panels)
                 .then(|| bytemuck::cast_slice(self.slice::<NR>(p + 1, pass)));
-            self.panel_tiles::<L, NR, NV, MR_MAX>(p, pass, out, next);
+            // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
+            unsafe { L::panel_tiles::<NR, NV, MR_MAX>(self, p, pass, &plan, out, next) };
         }
     }
 
-    /// Every row tile (`MR_MAX` rows at most, 4 or more rows in all) against local panel `p`;
-    /// `next`, the bytes of the panel to come, is pulled towards the cache along the way.
+    /// The row tiles of `plan` (`MR_MAX` rows at most, 4 or more rows in all) against local
+    /// panel `p`; `next`, the bytes of the panel to come, is pulled towards the cache along the
+    /// way.
     #[inline(always)]
     pub(super) fn panel_tiles<L: Lanes, const NR: usize, const NV: usize, const MR_MAX: usize>(
         &self,
         p: usize,
         pass: &Pass,
+        plan: &TilePlan,
         out: &mut RowsMut<'_>,
         next: Option<&[u8]>,
     ) {
-        let m = self.x.rows();
-        // Short reductions (tiny-mlp's K = 16) stay in tiles of at most 8 rows, inlined: the
-        // call of an out-of-line tall tile and a 12-row tile's seeding and stores weigh too much
-        // beside so few steps (see `loop_of`).
-        let height = if pass.k1 - pass.k0 < OUT_OF_LINE_MIN_STEPS {
-            MR_MAX.min(MR_MAX_32_REGISTERS)
-        } else {
-            MR_MAX
-        };
-        let plan = TilePlan::new(m, height);
         let tiles = plan.tiles();
         // Weights streamed from DRAM: while this panel's tiles compute, the next panel's slice is
         // prefetched, spread over the first `period` tiles at one panel row every `period` steps,
@@ -474,19 +485,30 @@ impl Layer<'_, '_> {
         }
     }
 
-    /// The end of a chain for local columns `c..c + sums.len()`: int8's scale and bias, then
-    /// the element-wise activation.
+    /// The end of a chain for local columns `c..c + sums.len()`.
     #[inline(always)]
     fn finish(&self, c: usize, sums: &mut [f32]) {
-        if let Some(scales) = self.scales {
-            let g = self.col0 + c;
-            let (scales, bias) = (&scales[g..g + sums.len()], &self.bias[g..]);
-            for ((v, &s), &b) in sums.iter_mut().zip(scales).zip(bias) {
-                *v = v.mul_add(s, b);
-            }
-        }
-        self.activation.apply_elementwise(sums);
+        finish_chains(sums, self.col0 + c, self.scales, self.bias, self.activation);
     }
+}
+
+/// The end of the chains of layer columns `g..g + sums.len()`: with int8's column `scales`,
+/// `fma(acc, scale, bias)` (the bias then was not the seed), then the element-wise activation.
+#[inline(always)]
+pub(super) fn finish_chains(
+    sums: &mut [f32],
+    g: usize,
+    scales: Option<&[f32]>,
+    bias: &[f32],
+    activation: Activation,
+) {
+    if let Some(scales) = scales {
+        let (scales, bias) = (&scales[g..g + sums.len()], &bias[g..]);
+        for ((v, &s), &b) in sums.iter_mut().zip(scales).zip(bias) {
+            *v = v.mul_add(s, b);
+        }
+    }
+    activation.apply_elementwise(sums);
 }
 
 /// A SIMD register of `f32` lanes: the one thing that differs between the instruction sets.
@@ -551,9 +573,10 @@ pub(super) trait Lanes {
     ) where
         Self: Sized;
     /// [`Layer::panel_tiles`] for these lanes as a function of its own, with the instruction set
-    /// enabled on it. The bf16 and int8 kernels run the `f32` tiles on widened panel slices
-    /// through it, so that one copy serves every kernel of these lanes, panel width and tile
-    /// height: inlined into each, they made the library's test build several times slower.
+    /// enabled on it. The `f32` kernels run their tiles through it, and the bf16 and int8
+    /// kernels run the same tiles on widened panel slices, so that one copy serves every kernel
+    /// of these lanes, panel width and tile height: inlined into each, they made the library's
+    /// test build nearly twice as slow.
     ///
     /// # Safety
     /// The CPU must support the instruction set.
@@ -561,6 +584,7 @@ pub(super) trait Lanes {
         layer: &Layer<'_, '_>,
         p: usize,
         pass: &Pass,
+        plan: &TilePlan,
         out: &mut RowsMut<'_>,
         next: Option<&[u8]>,
     ) where
@@ -577,10 +601,11 @@ macro_rules! panel_tiles {
             layer: &$crate::kernels::generic::Layer<'_, '_>,
             p: usize,
             pass: &$crate::kernels::generic::Pass,
+            plan: &$crate::kernels::generic::TilePlan,
             out: &mut $crate::kernels::matrix::RowsMut<'_>,
             next: Option<&[u8]>,
         ) {
-            layer.panel_tiles::<Self, NR, NV, MR_MAX>(p, pass, out, next)
+            layer.panel_tiles::<Self, NR, NV, MR_MAX>(p, pass, plan, out, next)
         }
     };
 }

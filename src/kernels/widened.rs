@@ -15,7 +15,7 @@
 
 use super::KernelKind;
 use super::generic::{
-    self, F32Panels, Lanes, MR_MAX_16_REGISTERS, PREFETCH_TILES, Pass, Portable8,
+    self, F32Panels, Lanes, MR_MAX_16_REGISTERS, PREFETCH_TILES, Pass, Portable8, TilePlan,
 };
 use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
@@ -227,6 +227,7 @@ impl Layer<'_, '_> {
         let chunk = steps
             .div_ceil(steps.div_ceil((SCRATCH_FLOATS / NR).max(1)).max(1))
             .max(1);
+        let plan = TilePlan::for_block::<MR_F32>(m, chunk);
         for p in 0..self.panels {
             let panel = self.col0 / NR + p;
             let mut k0 = pass.k0;
@@ -264,7 +265,7 @@ impl Layer<'_, '_> {
                 };
                 let next = next.map(bytemuck::cast_slice);
                 // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
-                unsafe { L::panel_tiles::<NR, NV, MR_F32>(&tiles, p, &sub, out, next) };
+                unsafe { L::panel_tiles::<NR, NV, MR_F32>(&tiles, p, &sub, &plan, out, next) };
                 if k1 == pass.k1 {
                     break;
                 }
@@ -401,14 +402,8 @@ impl Layer<'_, '_> {
                 let width = widths[p];
                 let a = &mut a[..width];
                 if pass.last {
-                    if self.int8 {
-                        let g = self.col0 + c;
-                        let (scales, bias) = (&self.w.scales()[g..g + width], &self.bias[g..]);
-                        for ((v, &s), &b) in a.iter_mut().zip(scales).zip(bias) {
-                            *v = v.mul_add(s, b);
-                        }
-                    }
-                    self.activation.apply_elementwise(a);
+                    let scales = self.int8.then(|| self.w.scales());
+                    generic::finish_chains(a, self.col0 + c, scales, self.bias, self.activation);
                 }
                 dst[c..c + width].copy_from_slice(a);
             }
