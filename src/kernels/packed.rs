@@ -9,7 +9,11 @@ use super::precision::{ACTIVATION_CODE_OFFSET, Precision, bf16_bits, quantize_in
 /// `kk` in `0..k`, the `nr` weights `W[kk, p*nr .. p*nr+nr]` contiguously; the last panel is
 /// zero-padded. A kernel's inner loop therefore reads one panel front to back. The elements are
 /// `f32`, bf16 bits (`u16`) or int8 codes (`i8`) with one scale per column, per [`Precision`];
-/// in every case they live in the `f32`-typed [`WeightBuffer`], reinterpreted. Full int8
+/// in every case they live in the `f32`-typed [`WeightBuffer`], reinterpreted. bf16 panels hold
+/// reduction steps in pairs (`k` padded to even with zeros): for steps `2q` and `2q + 1`, each
+/// of the `nr` columns has one 32-bit word whose high half is step `2q`'s bits and whose low half
+/// is step `2q + 1`'s, so widening a step to `f32` is one AND or one shift per register (see
+/// [`super::widened`]). Full int8
 /// ([`Precision::Int8Full`]) keeps the int8 codes in the layout of VNNI's byte dot products
 /// instead: `k` padded to a multiple of 4 with zeros, and for each group of 4 reduction steps the
 /// `nr` columns' 4 codes each, so one 64-byte load feeds 16 columns × 4 steps.
@@ -71,9 +75,7 @@ impl PackedWeights {
     ) -> Self {
         match precision {
             Precision::F32 => Self::pack(w, nr, huge_pages),
-            Precision::Bf16 => {
-                Self::pack_elements(w.mapv(bf16_bits).view(), nr, huge_pages, precision, vec![])
-            }
+            Precision::Bf16 => Self::pack_bf16_pairs(w, nr, huge_pages),
             Precision::Int8 => {
                 let (q, scales) = quantize_int8(w);
                 Self::pack_elements(q.view(), nr, huge_pages, precision, scales)
@@ -116,7 +118,41 @@ impl PackedWeights {
         }
     }
 
-    /// Packs already-converted elements (bf16 bits or int8 codes) as [`Self::pack`] does.
+    /// Packs the bf16 bits of `w` in step pairs (see the type's documentation).
+    fn pack_bf16_pairs(w: ArrayView2<'_, f32>, nr: usize, huge_pages: bool) -> Self {
+        assert!(nr > 0);
+        let (k, n) = w.dim();
+        let panels = n.div_ceil(nr);
+        let panel_words = k.div_ceil(2) * nr;
+        let mut data = WeightBuffer::zeroed(panels * panel_words, huge_pages);
+        let all: &mut [u32] = bytemuck::cast_slice_mut(&mut data[..]);
+        for (p, panel) in all
+            .chunks_exact_mut(panel_words.max(1))
+            .take(panels)
+            .enumerate()
+        {
+            let c0 = p * nr;
+            for kk in 0..k {
+                // Even steps in the high half, odd ones in the low.
+                let shift = if kk % 2 == 0 { 16 } else { 0 };
+                for c in 0..nr.min(n - c0) {
+                    panel[kk / 2 * nr + c] |= u32::from(bf16_bits(w[[kk, c0 + c]])) << shift;
+                }
+            }
+        }
+        PackedWeights {
+            k,
+            n,
+            nr,
+            precision: Precision::Bf16,
+            scales: Vec::new(),
+            code_offsets: Vec::new(),
+            data,
+            prefetch: false,
+        }
+    }
+
+    /// Packs already-converted elements (int8 codes) as [`Self::pack`] does.
     fn pack_elements<E: bytemuck::Pod>(
         w: ArrayView2<'_, E>,
         nr: usize,
@@ -198,7 +234,7 @@ impl PackedWeights {
     }
 
     /// Panel `p`: `k * nr` elements of the precision's storage type (`E` must be it: `f32`,
-    /// `u16` for bf16, `i8` for int8).
+    /// `u16` for bf16, `i8` for int8); bf16's `k` rounded up to even (step pairs).
     ///
     /// # Panics
     /// If `E` is not as wide as the stored elements.
@@ -206,7 +242,7 @@ impl PackedWeights {
     pub(crate) fn panel_elements<E: bytemuck::Pod>(&self, p: usize) -> &[E] {
         assert_eq!(size_of::<E>(), self.precision.bytes_per_weight());
         debug_assert_ne!(self.precision, Precision::Int8Full);
-        let len = self.k * self.nr;
+        let len = self.panel_steps() * self.nr;
         let all: &[E] = bytemuck::cast_slice(&self.data[..]);
         &all[p * len..(p + 1) * len]
     }
@@ -216,7 +252,7 @@ impl PackedWeights {
     #[inline]
     pub(crate) fn vnni_panel(&self, p: usize) -> &[i8] {
         debug_assert_eq!(self.precision, Precision::Int8Full);
-        let len = self.k.div_ceil(4) * 4 * self.nr;
+        let len = self.panel_steps() * self.nr;
         let all: &[i8] = bytemuck::cast_slice(&self.data[..]);
         &all[p * len..(p + 1) * len]
     }
@@ -238,12 +274,17 @@ impl PackedWeights {
 
     /// Bytes held: the packed elements (padding included) and the scales.
     pub(crate) fn bytes(&self) -> usize {
-        let k = match self.precision {
-            Precision::Int8Full => self.k.div_ceil(4) * 4,
-            _ => self.k,
-        };
-        self.n.div_ceil(self.nr) * k * self.nr * self.precision.bytes_per_weight()
+        self.n.div_ceil(self.nr) * self.panel_steps() * self.nr * self.precision.bytes_per_weight()
             + 4 * (self.scales.len() + self.code_offsets.len())
+    }
+
+    /// Reduction steps a panel holds, padding included.
+    fn panel_steps(&self) -> usize {
+        match self.precision {
+            Precision::F32 | Precision::Int8 => self.k,
+            Precision::Bf16 => self.k.next_multiple_of(2),
+            Precision::Int8Full => self.k.div_ceil(4) * 4,
+        }
     }
 }
 
@@ -266,14 +307,17 @@ mod tests {
     }
 
     #[test]
-    fn low_precision_panels_hold_the_converted_elements_in_the_same_layout() {
+    fn low_precision_panels_hold_the_converted_elements() {
         let w = Array2::from_shape_fn((3, 5), |(i, j)| (10 * i + j) as f32 - 12.0);
         let b = PackedWeights::pack_precision(w.view(), 4, false, Precision::Bf16);
-        assert_eq!(b.bytes(), 2 * 3 * 4 * 2);
-        let bits: &[u16] = b.panel_elements(1);
-        assert_eq!(bits[0], bf16_bits(-8.0));
-        assert_eq!(&bits[1..4], &[0, 0, 0]);
-        assert_eq!(bits[4], bf16_bits(2.0));
+        // k = 3 padded to 4 steps, two to a 32-bit word: the even step high, the odd one low.
+        assert_eq!(b.bytes(), 2 * 4 * 4 * 2);
+        let words: &[u32] = bytemuck::cast_slice(b.panel_elements::<u16>(1));
+        let bits = |v: f32| u32::from(bf16_bits(v));
+        assert_eq!(words[0], (bits(-8.0) << 16) | bits(2.0));
+        assert_eq!(&words[1..4], &[0, 0, 0]);
+        assert_eq!(words[4], bits(12.0) << 16);
+        assert_eq!(words.len(), 8);
         let q = PackedWeights::pack_precision(w.view(), 4, false, Precision::Int8);
         assert_eq!(q.bytes(), 2 * 3 * 4 + 5 * 4);
         assert_eq!(q.scales().len(), 5);

@@ -1,6 +1,7 @@
 //! The dense-layer kernel for bf16 and int8 weights: the panels hold 2- or 1-byte elements,
-//! widened exactly to `f32` in registers (bf16: a 16-bit shift; int8: a sign extension and an
-//! exact integer-to-float conversion), and every output is still one FMA chain in `k` order (see
+//! widened exactly to `f32` in registers (bf16: one AND or one 16-bit shift of the word that
+//! holds two reduction steps, see `super::packed`; int8: a sign extension and an exact
+//! integer-to-float conversion), and every output is still one FMA chain in `k` order (see
 //! [`super::precision::Precision`] for what each precision computes). Written once against
 //! [`Widen`] and compiled per instruction set and panel width, like `super::generic`, whose tile
 //! layout it follows: few rows run one tile over several panels (enough independent
@@ -24,40 +25,62 @@ use crate::Activation;
 
 /// Lanes that also load narrow weights and widen them exactly to `f32`.
 pub(super) trait Widen: Lanes {
-    /// `N` bfloat16 values (their bits) at `p`, widened to `f32`.
+    /// `N` 32-bit words at `p`, each a pair of bfloat16 values (their bits), widened to `f32`:
+    /// the high halves (`!ODD`, an even reduction step) or the low halves (`ODD`).
     ///
     /// # Safety
-    /// The CPU must support the instruction set; `p` must be valid for reading `N` elements.
-    unsafe fn load_bf16(p: *const u16) -> Self::V;
+    /// The CPU must support the instruction set; `p` must be valid for reading `2 N` elements.
+    unsafe fn load_bf16_half<const ODD: bool>(p: *const u16) -> Self::V;
     /// `N` int8 codes at `p`, converted to `f32` (exact).
     ///
     /// # Safety
-    /// As [`Widen::load_bf16`].
+    /// The CPU must support the instruction set; `p` must be valid for reading `N` elements.
     unsafe fn load_i8(p: *const i8) -> Self::V;
 }
 
 /// A packed weight's storage type: bf16 bits or int8 codes.
 pub(super) trait Element: bytemuck::Pod {
-    /// `L::N` elements at `p`, widened.
+    /// Reduction steps stored together per column: 2 for bf16's step pairs, 1 for int8.
+    const STEPS: usize;
+    /// Step `kk`'s weights of columns `c..c + L::N`, widened, from the elements at `p` of an
+    /// `NR`-wide panel slice that starts at a multiple of `STEPS`; `ODD` is `kk`'s parity where
+    /// `STEPS` is 2 (and `false` otherwise).
     ///
     /// # Safety
-    /// As [`Widen::load_bf16`].
-    unsafe fn load<L: Widen>(p: *const Self) -> L::V;
+    /// The CPU must support `L`'s instruction set; `p` must be valid for reading the slice's
+    /// steps up to `kk`'s group of `STEPS`.
+    unsafe fn load<L: Widen, const NR: usize, const ODD: bool>(
+        p: *const Self,
+        kk: usize,
+        c: usize,
+    ) -> L::V;
 }
 
 impl Element for u16 {
+    const STEPS: usize = 2;
     #[inline(always)]
-    unsafe fn load<L: Widen>(p: *const u16) -> L::V {
-        // SAFETY: forwarded from the caller.
-        unsafe { L::load_bf16(p) }
+    unsafe fn load<L: Widen, const NR: usize, const ODD: bool>(
+        p: *const u16,
+        kk: usize,
+        c: usize,
+    ) -> L::V {
+        debug_assert_eq!(kk % 2 == 1, ODD);
+        // SAFETY: forwarded from the caller: steps `kk - ODD` and `kk - ODD + 1` share one word
+        // per column, `NR` words per pair.
+        unsafe { L::load_bf16_half::<ODD>(p.add((kk - usize::from(ODD)) * NR + 2 * c)) }
     }
 }
 
 impl Element for i8 {
+    const STEPS: usize = 1;
     #[inline(always)]
-    unsafe fn load<L: Widen>(p: *const i8) -> L::V {
+    unsafe fn load<L: Widen, const NR: usize, const ODD: bool>(
+        p: *const i8,
+        kk: usize,
+        c: usize,
+    ) -> L::V {
         // SAFETY: forwarded from the caller.
-        unsafe { L::load_i8(p) }
+        unsafe { L::load_i8(p.add(kk * NR + c)) }
     }
 }
 
@@ -71,19 +94,52 @@ const SCRATCH_FLOATS: usize = 16 * 1024;
 #[repr(C, align(64))]
 struct Scratch([f32; SCRATCH_FLOATS]);
 
-/// `dst = widen(src)`, `L::N` elements at a time.
+/// `dst = widen(src)` for the `dst.len() / NR` steps of an `NR`-wide panel slice, `L::N`
+/// columns at a time.
 ///
 /// # Safety
 /// The CPU must support `L`'s instruction set.
 #[inline(always)]
-unsafe fn widen<L: Widen, E: Element>(src: &[E], dst: &mut [f32]) {
-    assert!(src.len() == dst.len() && src.len().is_multiple_of(L::N));
-    let mut i = 0;
-    while i < src.len() {
-        // SAFETY: `i + L::N <= len` for both slices (asserted above); the instruction set is
-        // the caller's guarantee.
-        unsafe { L::store(dst.as_mut_ptr().add(i), E::load::<L>(src.as_ptr().add(i))) };
-        i += L::N;
+unsafe fn widen<L: Widen, E: Element, const NR: usize>(src: &[E], dst: &mut [f32]) {
+    let steps = dst.len() / NR;
+    assert!(NR.is_multiple_of(L::N) && dst.len() == steps * NR);
+    assert!(src.len() >= steps.next_multiple_of(E::STEPS) * NR);
+    let mut kk = 0;
+    // bf16: steps in pairs, so that which half of the words each takes is a constant.
+    while E::STEPS == 2 && kk + 2 <= steps {
+        // SAFETY: as below.
+        unsafe {
+            widen_step::<L, E, NR, false>(src, dst, kk);
+            widen_step::<L, E, NR, true>(src, dst, kk + 1);
+        }
+        kk += 2;
+    }
+    while kk < steps {
+        // SAFETY: as below.
+        unsafe { widen_step::<L, E, NR, false>(src, dst, kk) };
+        kk += 1;
+    }
+}
+
+/// Step `kk` of [`widen`].
+///
+/// # Safety
+/// As [`widen`], with `kk` one of its steps and `ODD` as [`Element::load`] needs it.
+#[inline(always)]
+unsafe fn widen_step<L: Widen, E: Element, const NR: usize, const ODD: bool>(
+    src: &[E],
+    dst: &mut [f32],
+    kk: usize,
+) {
+    let mut c = 0;
+    while c < NR {
+        // SAFETY: `src` holds `kk`'s group of steps and `dst` step `kk`'s `NR` floats (asserted
+        // by `widen`); the instruction set is the caller's guarantee.
+        unsafe {
+            let v = E::load::<L, NR, ODD>(src.as_ptr(), kk, c);
+            L::store(dst.as_mut_ptr().add(kk * NR + c), v);
+        }
+        c += L::N;
     }
 }
 
@@ -92,10 +148,10 @@ const LINE_BYTES: usize = 64;
 
 impl Widen for Portable8 {
     #[inline(always)]
-    unsafe fn load_bf16(p: *const u16) -> [f32; 8] {
-        // SAFETY: the caller guarantees 8 readable elements; `[u16; 8]` has `u16`'s alignment.
-        let bits = unsafe { *p.cast::<[u16; 8]>() };
-        bits.map(|b| f32::from_bits(u32::from(b) << 16))
+    unsafe fn load_bf16_half<const ODD: bool>(p: *const u16) -> [f32; 8] {
+        // SAFETY: the caller guarantees 16 readable elements, 8 words (read unaligned).
+        let words = unsafe { p.cast::<[u32; 8]>().read_unaligned() };
+        words.map(|w| f32::from_bits(if ODD { w << 16 } else { w & 0xFFFF_0000 }))
     }
     #[inline(always)]
     unsafe fn load_i8(p: *const i8) -> [f32; 8] {
@@ -140,8 +196,11 @@ pub(super) fn dense_widened<
         panels: out.cols().div_ceil(NR),
     };
     if m > 0 {
-        // Equal passes, as in `dense_tiled`.
-        let kc = k.div_ceil(k.div_ceil(kc.max(1)).max(1)).max(1);
+        // Equal passes, as in `dense_tiled`, each starting at a step pair (bf16).
+        let kc = k
+            .div_ceil(k.div_ceil(kc.max(1)).max(1))
+            .max(1)
+            .next_multiple_of(E::STEPS);
         let mut k0 = 0;
         loop {
             let k1 = k.min(k0 + kc);
@@ -226,7 +285,8 @@ impl Layer<'_, '_> {
         let steps = pass.k1 - pass.k0;
         let chunk = steps
             .div_ceil(steps.div_ceil((SCRATCH_FLOATS / NR).max(1)).max(1))
-            .max(1);
+            .max(1)
+            .next_multiple_of(E::STEPS);
         let plan = TilePlan::for_block::<MR_F32>(m, chunk);
         for p in 0..self.panels {
             let panel = self.col0 / NR + p;
@@ -235,7 +295,7 @@ impl Layer<'_, '_> {
                 let k1 = pass.k1.min(k0 + chunk);
                 let wide = &mut scratch.0[..(k1 - k0) * NR];
                 // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
-                unsafe { widen::<L, E>(self.slice::<E, NR>(p, k0, k1), wide) };
+                unsafe { widen::<L, E, NR>(self.slice::<E, NR>(p, k0, k1), wide) };
                 let sub = Pass {
                     k0,
                     k1,
@@ -274,10 +334,12 @@ impl Layer<'_, '_> {
         }
     }
 
-    /// Local panel `p`'s elements for reduction steps `k0..k1`.
+    /// Local panel `p`'s elements for reduction steps `k0..k1` (`k0` a multiple of
+    /// `E::STEPS`; the slice ends with `k1`'s group of steps).
     #[inline(always)]
     fn slice<E: Element, const NR: usize>(&self, p: usize, k0: usize, k1: usize) -> &[E] {
-        &self.w.panel_elements::<E>(self.col0 / NR + p)[k0 * NR..k1 * NR]
+        debug_assert!(k0.is_multiple_of(E::STEPS));
+        &self.w.panel_elements::<E>(self.col0 / NR + p)[k0 * NR..k1.next_multiple_of(E::STEPS) * NR]
     }
 
     /// Every row tile against local panel `p`, whose weights for the pass are `ws`. With
@@ -501,7 +563,7 @@ unsafe fn micro_loop<
         assert!(x.len() >= kc);
     }
     for w in ws {
-        assert!(w.len() >= kc * NR);
+        assert!(w.len() >= kc.next_multiple_of(E::STEPS) * NR);
     }
     let xp: [*const f32; MR] = std::array::from_fn(|i| xs[i].as_ptr());
     let wp: [*const E; NP] = std::array::from_fn(|p| ws[p].as_ptr());
@@ -515,32 +577,69 @@ unsafe fn micro_loop<
                 std::array::from_fn(|v| L::load(acc[i][p].as_ptr().add(v * L::N)))
             })
         });
-        for kk in 0..kc {
-            if PF > 0 && kk % PF == 0 {
-                // A prefetch never faults, so the end of a short stream needs no test.
-                let row = stream.as_ptr().wrapping_add(kk / PF * row_bytes);
-                let mut line = 0;
-                while line < row_bytes {
-                    L::prefetch(row.wrapping_add(line).cast::<f32>());
-                    line += LINE_BYTES;
-                }
-            }
-            let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
-                std::array::from_fn(|v| E::load::<L>(wp[p].add(kk * NR + v * L::N)))
-            });
-            for i in 0..MR {
-                let xv = L::splat(*xp[i].add(kk));
-                for p in 0..NP {
-                    for v in 0..NV {
-                        a[i][p][v] = L::fma(xv, wv[p][v], a[i][p][v]);
-                    }
-                }
-            }
+        let mut kk = 0;
+        // bf16: steps in pairs, as in `widen`.
+        while E::STEPS == 2 && kk + 2 <= kc {
+            step::<L, E, MR, NR, NP, NV, PF, false>(kk, &xp, &wp, &mut a, stream, row_bytes);
+            step::<L, E, MR, NR, NP, NV, PF, true>(kk + 1, &xp, &wp, &mut a, stream, row_bytes);
+            kk += 2;
+        }
+        while kk < kc {
+            step::<L, E, MR, NR, NP, NV, PF, false>(kk, &xp, &wp, &mut a, stream, row_bytes);
+            kk += 1;
         }
         for (row, row_acc) in a.iter().zip(acc.iter_mut()) {
             for (panel, panel_acc) in row.iter().zip(row_acc.iter_mut()) {
                 for (v, &value) in panel.iter().enumerate() {
                     L::store(panel_acc.as_mut_ptr().add(v * L::N), value);
+                }
+            }
+        }
+    }
+}
+
+/// Reduction step `kk` of [`micro_loop`]: every accumulator of the tile gets its one FMA.
+///
+/// # Safety
+/// As [`micro_loop`], with `kk` below its `kc` and `ODD` as [`Element::load`] needs it.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn step<
+    L: Widen,
+    E: Element,
+    const MR: usize,
+    const NR: usize,
+    const NP: usize,
+    const NV: usize,
+    const PF: usize,
+    const ODD: bool,
+>(
+    kk: usize,
+    xp: &[*const f32; MR],
+    wp: &[*const E; NP],
+    a: &mut [[[L::V; NV]; NP]; MR],
+    stream: &[u8],
+    row_bytes: usize,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if PF > 0 && kk.is_multiple_of(PF) {
+            // A prefetch never faults, so the end of a short stream needs no test.
+            let row = stream.as_ptr().wrapping_add(kk / PF * row_bytes);
+            let mut line = 0;
+            while line < row_bytes {
+                L::prefetch(row.wrapping_add(line).cast::<f32>());
+                line += LINE_BYTES;
+            }
+        }
+        let wv: [[L::V; NV]; NP] = std::array::from_fn(|p| {
+            std::array::from_fn(|v| E::load::<L, NR, ODD>(wp[p], kk, v * L::N))
+        });
+        for i in 0..MR {
+            let xv = L::splat(*xp[i].add(kk));
+            for p in 0..NP {
+                for v in 0..NV {
+                    a[i][p][v] = L::fma(xv, wv[p][v], a[i][p][v]);
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! The bf16 / int8 weight kernel (`super::widened`) compiled with x86 SIMD target features: the
 //! widening loads for xmm, ymm and zmm registers, and one instantiation per panel width and
-//! element type. bf16 widens by a zero extension and a 16-bit left shift (`vpmovzxwd`,
-//! `vpslld`); int8 by a sign extension and a conversion (`vpmovsxbd`, `vcvtdq2ps`), exact for
-//! codes in ±127. Layers at most 4 wide run on xmm registers, as in `super::x86`.
+//! element type. bf16 widens one AND (an even step, the high halves of its words) or one 16-bit
+//! left shift (an odd step, the low halves) per register (`vpand`, `vpslld`); int8 by a sign
+//! extension and a conversion (`vpmovsxbd`, `vcvtdq2ps`), exact for codes in ±127. Layers at most 4 wide run on xmm registers, as in `super::x86`.
 
 use std::arch::x86_64::*;
 
@@ -13,13 +13,21 @@ use super::widened::{Widen, dense_widened};
 use super::x86::{Xmm, Ymm, Zmm};
 use crate::Activation;
 
+/// The mask that keeps the high half of each 32-bit word: an even step's bf16 bits, in place
+/// as an `f32`'s.
+const HIGH_HALVES: i32 = 0xFFFF_0000_u32 as i32;
+
 impl Widen for Xmm {
     #[inline(always)]
-    unsafe fn load_bf16(p: *const u16) -> __m128 {
-        // SAFETY: the caller guarantees SSE4.1 (implied by AVX2) and 4 readable elements (8 bytes).
+    unsafe fn load_bf16_half<const ODD: bool>(p: *const u16) -> __m128 {
+        // SAFETY: SSE2 is baseline; the caller guarantees 8 readable elements (16 bytes).
         unsafe {
-            let bits = _mm_cvtepu16_epi32(_mm_loadl_epi64(p.cast()));
-            _mm_castsi128_ps(_mm_slli_epi32::<16>(bits))
+            let words = _mm_loadu_si128(p.cast());
+            _mm_castsi128_ps(if ODD {
+                _mm_slli_epi32::<16>(words)
+            } else {
+                _mm_and_si128(words, _mm_set1_epi32(HIGH_HALVES))
+            })
         }
     }
     #[inline(always)]
@@ -34,11 +42,15 @@ impl Widen for Xmm {
 
 impl Widen for Ymm {
     #[inline(always)]
-    unsafe fn load_bf16(p: *const u16) -> __m256 {
-        // SAFETY: the caller guarantees AVX2 and 8 readable elements (16 bytes).
+    unsafe fn load_bf16_half<const ODD: bool>(p: *const u16) -> __m256 {
+        // SAFETY: the caller guarantees AVX2 and 16 readable elements (32 bytes).
         unsafe {
-            let bits = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.cast()));
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(bits))
+            let words = _mm256_loadu_si256(p.cast());
+            _mm256_castsi256_ps(if ODD {
+                _mm256_slli_epi32::<16>(words)
+            } else {
+                _mm256_and_si256(words, _mm256_set1_epi32(HIGH_HALVES))
+            })
         }
     }
     #[inline(always)]
@@ -50,11 +62,15 @@ impl Widen for Ymm {
 
 impl Widen for Zmm {
     #[inline(always)]
-    unsafe fn load_bf16(p: *const u16) -> __m512 {
-        // SAFETY: the caller guarantees AVX-512F and 16 readable elements (32 bytes).
+    unsafe fn load_bf16_half<const ODD: bool>(p: *const u16) -> __m512 {
+        // SAFETY: the caller guarantees AVX-512F and 32 readable elements (64 bytes).
         unsafe {
-            let bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast()));
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))
+            let words = _mm512_loadu_si512(p.cast());
+            _mm512_castsi512_ps(if ODD {
+                _mm512_slli_epi32::<16>(words)
+            } else {
+                _mm512_and_si512(words, _mm512_set1_epi32(HIGH_HALVES))
+            })
         }
     }
     #[inline(always)]
