@@ -1,8 +1,9 @@
 //! The bf16 / int8 weight kernel (`super::widened`) compiled with x86 SIMD target features: the
 //! widening loads for xmm, ymm and zmm registers, and one instantiation per panel width and
-//! element type. bf16 widens one AND (an even step, the high halves of its words) or one 16-bit
-//! left shift (an odd step, the low halves) per register (`vpand`, `vpslld`); int8 by a sign
-//! extension and a conversion (`vpmovsxbd`, `vcvtdq2ps`), exact for codes in ±127. Layers at most 4 wide run on xmm registers, as in `super::x86`.
+//! element type. bf16 widens with one AND (an even step, the high halves of its words) or one
+//! 16-bit left shift (an odd step, the low halves) per register (`vpand`, `vpslld`); int8 with a
+//! sign extension and a conversion (`vpmovsxbd`, `vcvtdq2ps`), exact for codes in ±127. Layers at
+//! most 4 wide run on xmm registers, as in `super::x86`.
 
 use std::arch::x86_64::*;
 
