@@ -880,6 +880,24 @@ unsafe fn step<
                 *w = L::load(panel_ptr.add(kk * NR + v * L::N));
             }
         }
+        fma_step::<L, MR, NP, NV>(kk, xp, &wv, a);
+    }
+}
+
+/// `a[i][p][v] = fma(x[i][kk], wv[p][v], a[i][p][v])` for every accumulator of a tile: one
+/// reduction step, its weights already in registers (`f32` or widened).
+///
+/// # Safety
+/// The CPU must support `L`'s instruction set; every `xp[i]` must be valid for reading step `kk`.
+#[inline(always)]
+pub(super) unsafe fn fma_step<L: Lanes, const MR: usize, const NP: usize, const NV: usize>(
+    kk: usize,
+    xp: &[*const f32; MR],
+    wv: &[[L::V; NV]; NP],
+    a: &mut [[[L::V; NV]; NP]; MR],
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
         for i in 0..MR {
             let xv = L::splat(*xp[i].add(kk));
             for p in 0..NP {

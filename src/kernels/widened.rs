@@ -644,14 +644,7 @@ unsafe fn step<
                 *w = E::load::<L, NR, ODD>(panel_ptr, kk, v * L::N);
             }
         }
-        for i in 0..MR {
-            let xv = L::splat(*xp[i].add(kk));
-            for p in 0..NP {
-                for v in 0..NV {
-                    a[i][p][v] = L::fma(xv, wv[p][v], a[i][p][v]);
-                }
-            }
-        }
+        generic::fma_step::<L, MR, NP, NV>(kk, xp, &wv, a);
     }
 }
 
