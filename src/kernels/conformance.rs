@@ -308,7 +308,8 @@ macro_rules! conformance {
                 }
                 // Blocks taller than one tile with widened weights: each panel slice widened
                 // once into a scratch, a chunk (a K-block of its own) at a time, for the f32
-                // tiles, the tallest included.
+                // tiles, the tallest included; by a pass of its own (9 rows at 8-row tiles) or
+                // by the first tile as it computes (24 and 41 rows; 9 at 6-row tiles).
                 for (m, act) in [(9, Activation::Identity), (24, Activation::Relu), (41, Activation::Tanh)] {
                     check($kernel, m, 2053, 97, act, 29 + m as u64);
                 }

@@ -122,6 +122,17 @@ impl<'a> RowsMut<'a> {
         unsafe { std::slice::from_raw_parts(self.ptr.add(r * self.stride), self.cols) }
     }
 
+    /// The same view, borrowed for a shorter time (to cut it without giving it up).
+    pub(crate) fn reborrow(&mut self) -> RowsMut<'_> {
+        RowsMut {
+            ptr: self.ptr,
+            rows: self.rows,
+            cols: self.cols,
+            stride: self.stride,
+            _borrow: PhantomData,
+        }
+    }
+
     /// Rows `r0..` of the view.
     ///
     /// # Panics
@@ -195,6 +206,20 @@ mod tests {
             &[
                 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.0
             ]
+        );
+    }
+
+    #[test]
+    fn reborrowed_rows_write_through_and_leave_the_view_usable() {
+        let mut buf = vec![0.0f32; 3 * 4];
+        let mut view = RowsMut::new(&mut buf, 3, 3, 4);
+        let mut tail = view.reborrow().rows_from(1);
+        assert_eq!(tail.rows(), 2);
+        tail.row_mut(0).fill(5.0);
+        view.row_mut(0)[2] = 1.0;
+        assert_eq!(
+            buf,
+            [0.0, 0.0, 1.0, 0.0, 5.0, 5.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]
         );
     }
 }

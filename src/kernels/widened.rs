@@ -5,8 +5,9 @@
 //! [`super::precision::Precision`] for what each precision computes). Written once against
 //! [`Widen`] and compiled per instruction set and panel width, like `super::generic`, whose tile
 //! layout it follows: few rows run one tile over several panels (enough independent
-//! accumulators), a block of one tile's rows runs panel by panel, and taller blocks widen each
-//! panel slice once into an `f32` scratch that `super::generic`'s own tiles read.
+//! accumulators), a block of one tile's rows runs panel by panel, and in taller blocks the first
+//! tile also stores each panel slice it widens into an `f32` scratch that `super::generic`'s own
+//! tiles read for the other rows.
 //!
 //! Each tile of its own accumulates in registers loaded from and stored to a small array on the stack,
 //! seeded from the bias (bf16), zero (int8) or the running sums of the previous K-block; the
@@ -22,6 +23,7 @@ use super::matrix::{Rows, RowsMut};
 use super::packed::PackedWeights;
 use super::precision::Precision;
 use crate::Activation;
+use std::ptr::null_mut;
 
 /// Lanes that also load narrow weights and widen them exactly to `f32`.
 pub(super) trait Widen: Lanes {
@@ -275,11 +277,11 @@ impl Layer<'_, '_> {
             }
             return;
         }
-        // Several tiles share each panel: widen its slice once, a chunk at a time, into an
-        // L1-resident scratch of `f32` that the `f32` kernel's tiles then read as they read
-        // packed `f32` panels, instead of each tile widening the same weights again (at 8-row
-        // tiles of 32-wide panels, 4 widening instructions per 16 FMAs). A chunk is a K-block of
-        // its own, so the chain order, and the bits, do not change.
+        // Several tiles share each panel: widen its slice once, a chunk at a time, into a
+        // scratch of `f32` that the `f32` kernel's tiles then read as they read packed `f32`
+        // panels, instead of each tile widening the same weights again (at 8-row tiles of
+        // 32-wide panels, 4 widening instructions per 16 FMAs). A chunk is a K-block of its own,
+        // so the chain order, and the bits, do not change.
         let mut scratch = Scratch([0.0; SCRATCH_FLOATS]);
         // Equal chunks, as passes are (784 steps = 2 × 392, not 512 + 272).
         let steps = pass.k1 - pass.k0;
@@ -287,21 +289,40 @@ impl Layer<'_, '_> {
             .div_ceil(steps.div_ceil((SCRATCH_FLOATS / NR).max(1)).max(1))
             .max(1)
             .next_multiple_of(E::STEPS);
-        let plan = TilePlan::for_block::<MR_F32>(m, chunk);
+        // The first `MR_MAX` rows run a widening tile that also stores the weights it widened
+        // into the scratch, so that those stores overlap its FMAs instead of running as a pass
+        // of their own (which stalled on the scratch lines the tiles' inputs had evicted); the
+        // other rows' tiles then read the scratch. Fewer than 4 rows left over would not make a
+        // plan: those blocks widen first.
+        let head = if m >= MR_MAX + 4 { MR_MAX } else { 0 };
+        let plan = TilePlan::for_block::<MR_F32>(m - head, chunk);
         for p in 0..self.panels {
             let panel = self.col0 / NR + p;
             let mut k0 = pass.k0;
             loop {
                 let k1 = pass.k1.min(k0 + chunk);
                 let wide = &mut scratch.0[..(k1 - k0) * NR];
-                // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
-                unsafe { widen::<L, E, NR>(self.slice::<E, NR>(p, k0, k1), wide) };
+                let narrow = self.slice::<E, NR>(p, k0, k1);
                 let sub = Pass {
                     k0,
                     k1,
                     first: pass.first && k0 == pass.k0,
                     last: pass.last && k1 == pass.k1,
                 };
+                if head > 0 {
+                    self.tile_with::<L, E, MR_MAX, NR, 1, NV, true>(
+                        0,
+                        p,
+                        &sub,
+                        out,
+                        [narrow],
+                        None,
+                        wide,
+                    );
+                } else {
+                    // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
+                    unsafe { widen::<L, E, NR>(narrow, wide) };
+                }
                 // Streamed weights: while the tiles compute from the scratch, the next chunk's
                 // narrow weights (this panel's, else the next panel's first) are pulled in.
                 let next = if !self.w.prefetch() {
@@ -314,7 +335,7 @@ impl Layer<'_, '_> {
                     None
                 };
                 let tiles = generic::Layer {
-                    x: self.x,
+                    x: self.x.rows_from(head),
                     weights: F32Panels::widened(wide, panel, k0),
                     prefetch: false,
                     bias: self.bias,
@@ -324,8 +345,11 @@ impl Layer<'_, '_> {
                     panels: self.panels,
                 };
                 let next = next.map(bytemuck::cast_slice);
+                let mut rest = out.reborrow().rows_from(head);
                 // SAFETY: the kernel runs only on CPUs with `L`'s instruction set.
-                unsafe { L::panel_tiles::<NR, NV, MR_F32>(&tiles, p, &sub, &plan, out, next) };
+                unsafe {
+                    L::panel_tiles::<NR, NV, MR_F32>(&tiles, p, &sub, &plan, &mut rest, next)
+                };
                 if k1 == pass.k1 {
                     break;
                 }
@@ -436,6 +460,34 @@ impl Layer<'_, '_> {
         ws: [&[E]; NP],
         prefetch: Option<NarrowPrefetch<'_>>,
     ) {
+        self.tile_with::<L, E, MR, NR, NP, NV, false>(r0, p0, pass, out, ws, prefetch, &mut []);
+    }
+
+    /// [`Self::tile`]; with `STORE` (one panel, no prefetch), the weights it widens are also
+    /// stored to `wide`, `NR` floats per reduction step, as [`widen`] stores them.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn tile_with<
+        L: Widen,
+        E: Element,
+        const MR: usize,
+        const NR: usize,
+        const NP: usize,
+        const NV: usize,
+        const STORE: bool,
+    >(
+        &self,
+        r0: usize,
+        p0: usize,
+        pass: &Pass,
+        out: &mut RowsMut<'_>,
+        ws: [&[E]; NP],
+        prefetch: Option<NarrowPrefetch<'_>>,
+        wide: &mut [f32],
+    ) {
+        assert!(
+            !STORE || (NP == 1 && prefetch.is_none() && wide.len() == (pass.k1 - pass.k0) * NR)
+        );
         let n_local = out.cols();
         // Valid columns of each panel (the last panel of a layer may be narrower).
         let widths: [usize; NP] =
@@ -456,7 +508,21 @@ impl Layer<'_, '_> {
         }
         // SAFETY: `xs` and `ws` are sliced to the pass's `kc` steps above, and this kernel runs
         // only on CPUs with `L`'s instruction set (the entry points' contract).
-        unsafe { micro::<L, E, MR, NR, NP, NV>(pass.k1 - pass.k0, &xs, &ws, &mut acc, prefetch) };
+        unsafe {
+            if STORE {
+                micro_loop::<L, E, MR, NR, NP, NV, 0, true>(
+                    pass.k1 - pass.k0,
+                    &xs,
+                    &ws,
+                    &mut acc,
+                    &[],
+                    0,
+                    wide.as_mut_ptr(),
+                )
+            } else {
+                micro::<L, E, MR, NR, NP, NV>(pass.k1 - pass.k0, &xs, &ws, &mut acc, prefetch)
+            }
+        };
         for (i, row_acc) in acc.iter_mut().enumerate() {
             let dst = out.row_mut(r0 + i);
             for (p, a) in row_acc.iter_mut().enumerate() {
@@ -507,40 +573,74 @@ unsafe fn micro<
     // SAFETY: forwarded from the caller.
     unsafe {
         match prefetch {
-            None => micro_loop::<L, E, MR, NR, NP, NV, 0>(kc, xs, ws, acc, &[], 0),
+            None => {
+                micro_loop::<L, E, MR, NR, NP, NV, 0, false>(kc, xs, ws, acc, &[], 0, null_mut())
+            }
             Some(NarrowPrefetch {
                 stream,
                 row_bytes,
                 period: 1,
-            }) => micro_loop::<L, E, MR, NR, NP, NV, 1>(kc, xs, ws, acc, stream, row_bytes),
+            }) => micro_loop::<L, E, MR, NR, NP, NV, 1, false>(
+                kc,
+                xs,
+                ws,
+                acc,
+                stream,
+                row_bytes,
+                null_mut(),
+            ),
             Some(NarrowPrefetch {
                 stream,
                 row_bytes,
                 period: 2,
-            }) => micro_loop::<L, E, MR, NR, NP, NV, 2>(kc, xs, ws, acc, stream, row_bytes),
+            }) => micro_loop::<L, E, MR, NR, NP, NV, 2, false>(
+                kc,
+                xs,
+                ws,
+                acc,
+                stream,
+                row_bytes,
+                null_mut(),
+            ),
             Some(NarrowPrefetch {
                 stream,
                 row_bytes,
                 period: 3,
-            }) => micro_loop::<L, E, MR, NR, NP, NV, 3>(kc, xs, ws, acc, stream, row_bytes),
+            }) => micro_loop::<L, E, MR, NR, NP, NV, 3, false>(
+                kc,
+                xs,
+                ws,
+                acc,
+                stream,
+                row_bytes,
+                null_mut(),
+            ),
             Some(NarrowPrefetch {
                 stream,
                 row_bytes,
                 period,
             }) => {
                 debug_assert_eq!(period, PREFETCH_TILES);
-                micro_loop::<L, E, MR, NR, NP, NV, PREFETCH_TILES>(
-                    kc, xs, ws, acc, stream, row_bytes,
+                micro_loop::<L, E, MR, NR, NP, NV, PREFETCH_TILES, false>(
+                    kc,
+                    xs,
+                    ws,
+                    acc,
+                    stream,
+                    row_bytes,
+                    null_mut(),
                 )
             }
         }
     }
 }
 
-/// [`micro`] with the prefetch period chosen at compile time (`PF`; 0 for none).
+/// [`micro`] with the prefetch period chosen at compile time (`PF`; 0 for none); with `STORE`
+/// (one panel), each widened step's `NR` floats are also stored at `wide + kk * NR`.
 ///
 /// # Safety
-/// As [`micro`].
+/// As [`micro`]; with `STORE`, `wide` valid for writes of `kc * NR` floats.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn micro_loop<
     L: Widen,
@@ -550,6 +650,7 @@ unsafe fn micro_loop<
     const NP: usize,
     const NV: usize,
     const PF: usize,
+    const STORE: bool,
 >(
     kc: usize,
     xs: &[&[f32]; MR],
@@ -557,6 +658,7 @@ unsafe fn micro_loop<
     acc: &mut [[[f32; NR]; NP]; MR],
     stream: &[u8],
     row_bytes: usize,
+    wide: *mut f32,
 ) {
     assert_eq!(NV * L::N, NR);
     for x in xs {
@@ -583,12 +685,24 @@ unsafe fn micro_loop<
         let mut kk = 0;
         // bf16: steps in pairs, as in `widen`.
         while E::STEPS == 2 && kk + 2 <= kc {
-            step::<L, E, MR, NR, NP, NV, PF, false>(kk, &xp, &wp, &mut a, stream, row_bytes);
-            step::<L, E, MR, NR, NP, NV, PF, true>(kk + 1, &xp, &wp, &mut a, stream, row_bytes);
+            step::<L, E, MR, NR, NP, NV, PF, false, STORE>(
+                kk, &xp, &wp, &mut a, stream, row_bytes, wide,
+            );
+            step::<L, E, MR, NR, NP, NV, PF, true, STORE>(
+                kk + 1,
+                &xp,
+                &wp,
+                &mut a,
+                stream,
+                row_bytes,
+                wide,
+            );
             kk += 2;
         }
         while kk < kc {
-            step::<L, E, MR, NR, NP, NV, PF, false>(kk, &xp, &wp, &mut a, stream, row_bytes);
+            step::<L, E, MR, NR, NP, NV, PF, false, STORE>(
+                kk, &xp, &wp, &mut a, stream, row_bytes, wide,
+            );
             kk += 1;
         }
         for (row, row_acc) in a.iter().zip(acc.iter_mut()) {
@@ -616,6 +730,7 @@ unsafe fn step<
     const NV: usize,
     const PF: usize,
     const ODD: bool,
+    const STORE: bool,
 >(
     kk: usize,
     xp: &[*const f32; MR],
@@ -623,6 +738,7 @@ unsafe fn step<
     a: &mut [[[L::V; NV]; NP]; MR],
     stream: &[u8],
     row_bytes: usize,
+    wide: *mut f32,
 ) {
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -642,6 +758,11 @@ unsafe fn step<
         for (panel, &panel_ptr) in wv.iter_mut().zip(wp) {
             for (v, w) in panel.iter_mut().enumerate() {
                 *w = E::load::<L, NR, ODD>(panel_ptr, kk, v * L::N);
+            }
+        }
+        if STORE {
+            for (v, &w) in wv[0].iter().enumerate() {
+                L::store(wide.add(kk * NR + v * L::N), w);
             }
         }
         generic::fma_step::<L, MR, NP, NV>(kk, xp, &wv, a);
