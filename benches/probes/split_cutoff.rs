@@ -2,7 +2,7 @@
 //! `DEFAULT_SPLIT_MIN_FLOPS`:
 //!
 //! ```text
-//! cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]
+//! cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS] [PRECISION]
 //! ```
 //!
 //! MODEL is a model directory, or `random:300,257,129,7` for random weights of those widths
@@ -11,7 +11,7 @@
 //! `pool_split_min_flops` with them, so that both callers see the same cut-off; default
 //! `2000000,500000,250000`) are comma lists. On a two-thread pool, for each batch size, the
 //! models compiled with each cut-off are called in turn, in blocks of calls, in ROUNDS rounds
-//! (default 20); each round's median is compared with the first cut-off's in the same round.
+//! (default 20), in weight precision PRECISION (default f32); each round's median is compared with the first cut-off's in the same round.
 //! Twice: with the caller on a pool thread (calls back to back, as a batching worker on the pool
 //! would make them) and with the caller outside the pool (every call then wakes the pool first).
 
@@ -20,8 +20,8 @@ mod args;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use densebatch::Tuning;
 use densebatch::prelude::*;
+use densebatch::{Precision, Tuning};
 use ndarray::Array2;
 use rayon::ThreadPool;
 
@@ -93,7 +93,8 @@ fn compare(
         .collect())
 }
 
-const USAGE: &str = "cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS]";
+const USAGE: &str =
+    "cargo bench --bench split_cutoff -- MODEL [BATCHES] [CUTOFFS] [ROUNDS] [PRECISION]";
 
 fn main() -> Result<()> {
     let Some(args) = args::required_args(USAGE) else {
@@ -108,6 +109,10 @@ fn main() -> Result<()> {
         .get(2)
         .map_or(Ok(20), |r| r.parse())
         .context("ROUNDS")?;
+    let precision: Precision = rest
+        .get(3)
+        .map_or(Ok(Precision::F32), |p| p.parse())
+        .context("PRECISION")?;
     let model = match model_arg.strip_prefix("random:") {
         Some(widths) => {
             let widths = list(Some(&widths.to_string()), "", "widths")?;
@@ -119,7 +124,7 @@ fn main() -> Result<()> {
         .iter()
         .map(|&cutoff| {
             model.compile_with(
-                &CompileOptions::default().tuning(
+                &CompileOptions::default().precision(precision).tuning(
                     Tuning::default()
                         .split_min_flops(cutoff as u64)
                         .pool_split_min_flops(cutoff as u64),
@@ -131,7 +136,7 @@ fn main() -> Result<()> {
         .num_threads(THREADS)
         .build()?;
     println!(
-        "{}, {THREADS} threads: median µs per call, and speed against split_min_flops = {} \
+        "{} ({precision}), {THREADS} threads: median µs per call, and speed against split_min_flops = {} \
          (median of {rounds} per-round ratios)",
         models[0].name(),
         cutoffs[0]
