@@ -10,8 +10,9 @@ use crate::model::Model;
 use crate::plan::cache::l2_bytes_per_core;
 use crate::plan::options::{CompileOptions, NonFiniteInput};
 use crate::plan::tuning::{
-    L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT, POOL_SPLIT_DISCOUNT, RESIDENT_ROWS_PER_THREAD,
-    STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD, STREAMED_WEIGHT_BYTES, l2_block_rows,
+    INT8_FULL_FORK_FACTOR, INT8_FULL_RESIDENT_ROWS_PER_THREAD, L2_WEIGHT_BYTES, POOL_FORK_DISCOUNT,
+    POOL_SPLIT_DISCOUNT, RESIDENT_ROWS_PER_THREAD, STREAMED_BLOCK_ROWS, STREAMED_ROWS_PER_THREAD,
+    STREAMED_WEIGHT_BYTES, l2_block_rows,
 };
 
 /// One dense layer, its weights packed for the model's kernel.
@@ -165,7 +166,16 @@ impl Model {
             precision,
             block_rows,
             non_finite_input: options.non_finite_input,
-            parallel_min_rows: rows_for(tuning.parallel_min_flops, flops_per_sample),
+            parallel_min_rows: rows_for(
+                if precision == Precision::Int8Full {
+                    tuning
+                        .parallel_min_flops
+                        .saturating_mul(INT8_FULL_FORK_FACTOR)
+                } else {
+                    tuning.parallel_min_flops
+                },
+                flops_per_sample,
+            ),
             pool_parallel_min_rows: rows_for(
                 tuning
                     .pool_parallel_min_flops
@@ -180,6 +190,8 @@ impl Model {
             column_split_rows_per_thread: tuning.column_split_rows_per_thread.unwrap_or(
                 if streamed {
                     STREAMED_ROWS_PER_THREAD
+                } else if precision == Precision::Int8Full {
+                    INT8_FULL_RESIDENT_ROWS_PER_THREAD
                 } else {
                     RESIDENT_ROWS_PER_THREAD
                 },

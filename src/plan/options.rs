@@ -106,7 +106,8 @@ impl Default for Tuning {
 
 impl Tuning {
     /// Work per task (FLOPs) below which a batch called from outside the pool runs inline
-    /// (default 1 MFLOP).
+    /// (default 1 MFLOP; in [`crate::Precision::Int8Full`], whose FLOPs run several times
+    /// faster, 8 times this).
     pub fn parallel_min_flops(mut self, flops: u64) -> Self {
         self.parallel_min_flops = flops;
         self
@@ -136,7 +137,8 @@ impl Tuning {
 
     /// Splits each layer by output columns up to this many rows per thread whenever a layer is
     /// large enough, instead of the default rule (64 rows for weights streamed from DRAM, 8 for
-    /// weights in cache, and only where the column split shortens the critical path).
+    /// weights in cache, none for weights in cache in [`crate::Precision::Int8Full`], and only
+    /// where the column split shortens the critical path).
     pub fn column_split_rows_per_thread(mut self, rows: usize) -> Self {
         self.column_split_rows_per_thread = Some(rows);
         self

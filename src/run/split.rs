@@ -236,6 +236,37 @@ mod tests {
     }
 
     #[test]
+    fn full_int8_in_cache_never_splits_by_columns_and_forks_from_outside_with_more_work() {
+        // 784→512→512→10 in full int8 (0.67 MB), 1.34 MFLOP a row: f32 splits its small batches
+        // by columns (above); full int8 forks by rows instead, from outside the pool at 6 rows
+        // per task (8 MFLOP), not 1.
+        let int8_full = CompileOptions::default()
+            .precision(crate::Precision::Int8Full)
+            .tuning(Tuning::default().l2_bytes(1 << 20));
+        let model = compiled(&[784, 512, 512, 10], &int8_full);
+        assert!(!model.weights_streamed);
+        for caller_on_pool in [true, false] {
+            for rows in [1, 2, 8, 16] {
+                assert!(
+                    !model.splits_by_columns(rows, 2, caller_on_pool),
+                    "{rows} rows"
+                );
+            }
+        }
+        assert_eq!(model.parallel_min_rows, 6);
+        assert_eq!(model.pool_parallel_min_rows, 1);
+        assert_eq!(model.plan_split(4, 2, false), Split::Inline);
+        assert!(matches!(
+            model.plan_split(4, 2, true),
+            Split::Rows { tasks: 2, .. }
+        ));
+        // Streamed weights still split by columns: 1100→4100→1000 is 8.6 MB in full int8.
+        let streamed = compiled(&[1100, 4100, 1000], &int8_full);
+        assert!(streamed.weights_streamed);
+        assert!(streamed.splits_by_columns(1, 2, false));
+    }
+
+    #[test]
     fn weights_that_fit_the_pools_l2s_split_at_one_row_from_any_caller() {
         // mnist-mlp's 2.7 MB with 2 MiB of L2 per core: split over two threads, each keeps its
         // 1.3 MB share in its L2; on one thread, or with 1 MiB per core, nothing changes.
