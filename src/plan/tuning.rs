@@ -92,7 +92,10 @@ pub(crate) const BLOCK_BYTES: usize = 512 * 1024;
 /// larger L2 is better spent on fewer blocks; and a block of whole tiles runs no short tiles but
 /// at the end of the batch. mnist-mlp on Intel Xeon (AVX-512, 2 MiB L2), one thread, builds
 /// interleaved: 80-row blocks against 83-row ones (9 tiles of 8 rows, then 6 + 5) 1.04× at 128
-/// and 512 rows; 160-row blocks (1 MiB) 1.09× at 128 rows and 1.06× at 512.
+/// and 512 rows; 160-row blocks (1 MiB) 1.09× at 128 rows and 1.06× at 512. bf16 weights, which
+/// widen each panel slice once per block, gain no more from taller blocks: mnist-mlp on an AMD
+/// Zen 5 (1 MiB L2), one thread, `cargo bench --bench block_rows -- DIR bf16 128,512 0,160,240`:
+/// 1.02× for 160 and 240 rows at both batch sizes.
 pub(crate) fn l2_block_rows(max_width: usize, l2_bytes: usize, tile_rows: usize) -> usize {
     let bytes = BLOCK_BYTES.max(l2_bytes / 2);
     let rows = (bytes / (8 * max_width.max(1))).clamp(16, 256);
