@@ -41,17 +41,17 @@ pub(crate) const POOL_SPLIT_DISCOUNT: u64 = 2;
 /// on the pool ([`POOL_SPLIT_DISCOUNT`]).
 pub(crate) const SPLIT_MIN_FLOPS: u64 = 500_000;
 
-/// How many times the work a fork from outside the pool needs ([`PARALLEL_MIN_FLOPS`]) full int8
-/// ([`crate::Precision::Int8Full`]) needs: its integer products run a layer 3.3–5.9× faster than
-/// f32 on an AMD Zen 5 (VNNI; 7–13× on an Intel Xeon's AMX), so a fork that pays for f32 work
-/// costs more than the work. mnist-mlp in full int8 on two threads (Zen 5, `cargo bench --bench
+/// How many times f32's work per task ([`PARALLEL_MIN_FLOPS`]) full int8
+/// ([`crate::Precision::Int8Full`]) needs before a call from outside the pool forks: its integer
+/// products run a layer 3.2–8× faster than f32 on an AMD Zen 5 (VNNI; 7–13× on an Intel Xeon's
+/// AMX), so a fork that pays for f32 work costs more than the same work in full int8. mnist-mlp in full int8 on two threads (Zen 5, `cargo bench --bench
 /// split_cutoff -- DIR 1,2,4,8,16 ... 15 int8-full`), from outside the pool: 2 and 4 rows
 /// forked by rows took 23–25 µs a call, one row inline 3.8 µs.
 pub(crate) const INT8_FULL_FORK_FACTOR: u64 = 8;
 
 /// [`RESIDENT_ROWS_PER_THREAD`] for full int8: none. mnist-mlp on two threads of an AMD Zen 5,
 /// the caller on the pool (`split_cutoff`, as above): split by columns, one row took 7.2 µs a
-/// call against 3.8 whole, and 4–16 rows 1.10–1.19× longer than forked by rows.
+/// call against 3.8 whole, and 4 / 8 / 16 rows 1.04 / 1.10 / 1.19× longer than forked by rows.
 pub(crate) const INT8_FULL_RESIDENT_ROWS_PER_THREAD: usize = 0;
 
 /// With weights streamed from DRAM, batches of at most this many rows per thread are split
