@@ -20,3 +20,13 @@ pub fn required_args(usage: &str) -> Option<Vec<String>> {
     }
     Some(args)
 }
+
+/// A comma list of counts (`arg`, else `default`); `name` labels a value that does not parse.
+#[allow(dead_code)] // not every probe takes lists
+pub fn usize_list(arg: Option<&String>, default: &str, name: &str) -> anyhow::Result<Vec<usize>> {
+    use anyhow::Context;
+    arg.map_or(default, |s| s.as_str())
+        .split(',')
+        .map(|v| v.parse().with_context(|| format!("{name}: {v}")))
+        .collect()
+}

@@ -12,6 +12,7 @@
 //! round's median is compared with the first block size's in the same round.
 
 mod args;
+mod rounds;
 
 use std::time::Instant;
 
@@ -22,13 +23,6 @@ use ndarray::Array2;
 
 /// Calls per block of calls.
 const CALLS: usize = 50;
-
-fn list(arg: Option<&String>, default: &str, name: &str) -> Result<Vec<usize>> {
-    arg.map_or(default, |s| s.as_str())
-        .split(',')
-        .map(|v| v.parse().with_context(|| format!("{name}: {v}")))
-        .collect()
-}
 
 /// The median call time of one block of calls, µs.
 fn block_median(session: &Session, x: &Array2<f32>, y: &mut Array2<f32>) -> Result<f64> {
@@ -53,8 +47,8 @@ fn main() -> Result<()> {
         bail!("usage: {USAGE}");
     };
     let precision: Precision = precision.parse().context("PRECISION")?;
-    let batches = list(rest.first(), "128,512", "BATCHES")?;
-    let blocks = list(rest.get(1), "0,160", "BLOCK_ROWS")?;
+    let batches = args::usize_list(rest.first(), "128,512", "BATCHES")?;
+    let blocks = args::usize_list(rest.get(1), "0,160", "BLOCK_ROWS")?;
     let threads: usize = rest
         .get(2)
         .map_or(Ok(1), |t| t.parse())
@@ -93,27 +87,12 @@ fn main() -> Result<()> {
         for session in &sessions {
             block_median(session, &x, &mut y)?; // warm-up
         }
-        let mut medians = vec![Vec::with_capacity(rounds); sessions.len()];
-        let mut speeds = vec![Vec::with_capacity(rounds); sessions.len()];
-        for _ in 0..rounds {
-            let mut first = 0.0;
-            for (i, session) in sessions.iter().enumerate() {
-                let median = block_median(session, &x, &mut y)?;
-                if i == 0 {
-                    first = median;
-                }
-                medians[i].push(median);
-                speeds[i].push(first / median);
-            }
-        }
-        let mid = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let cells: Vec<String> = medians
-            .iter_mut()
-            .zip(&mut speeds)
-            .map(|(m, s)| format!("{:.1} µs ({:.2}×)", mid(m), mid(s)))
+        let results = rounds::against_first(sessions.len(), rounds, |i| {
+            block_median(&sessions[i], &x, &mut y)
+        })?;
+        let cells: Vec<String> = results
+            .iter()
+            .map(|(median, speed)| format!("{median:.1} µs ({speed:.2}×)"))
             .collect();
         println!("| {batch} | {} |", cells.join(" | "));
     }

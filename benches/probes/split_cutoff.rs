@@ -16,6 +16,7 @@
 //! would make them) and with the caller outside the pool (every call then wakes the pool first).
 
 mod args;
+mod rounds;
 
 use std::time::Instant;
 
@@ -30,13 +31,6 @@ const CALLS: usize = 100;
 
 /// Pool threads.
 const THREADS: usize = 2;
-
-fn list(arg: Option<&String>, default: &str, name: &str) -> Result<Vec<usize>> {
-    arg.map_or(default, |s| s.as_str())
-        .split(',')
-        .map(|v| v.parse().with_context(|| format!("{name}: {v}")))
-        .collect()
-}
 
 /// The median call time of one block, µs.
 fn block_median(
@@ -69,28 +63,9 @@ fn compare(
     });
     let mut y = Array2::<f32>::zeros((batch, models[0].output_width()));
     let mut workspaces: Vec<_> = models.iter().map(|m| m.new_workspaces(THREADS)).collect();
-    let mut medians = vec![Vec::with_capacity(rounds); models.len()];
-    let mut speeds = vec![Vec::with_capacity(rounds); models.len()];
-    for _ in 0..rounds {
-        let mut first = 0.0;
-        for (i, (model, ws)) in models.iter().zip(&mut workspaces).enumerate() {
-            let median = block_median(model, pool, ws, &x, &mut y)?;
-            if i == 0 {
-                first = median;
-            }
-            medians[i].push(median);
-            speeds[i].push(first / median);
-        }
-    }
-    let mid = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    Ok(medians
-        .iter_mut()
-        .zip(&mut speeds)
-        .map(|(m, s)| (mid(m), mid(s)))
-        .collect())
+    rounds::against_first(models.len(), rounds, |i| {
+        block_median(&models[i], pool, &mut workspaces[i], &x, &mut y)
+    })
 }
 
 const USAGE: &str =
@@ -103,8 +78,8 @@ fn main() -> Result<()> {
     let [model_arg, rest @ ..] = args.as_slice() else {
         bail!("usage: {USAGE}");
     };
-    let batches = list(rest.first(), "1,2,3,4,6,8", "BATCHES")?;
-    let cutoffs = list(rest.get(1), "2000000,500000,250000", "CUTOFFS")?;
+    let batches = args::usize_list(rest.first(), "1,2,3,4,6,8", "BATCHES")?;
+    let cutoffs = args::usize_list(rest.get(1), "2000000,500000,250000", "CUTOFFS")?;
     let rounds: usize = rest
         .get(2)
         .map_or(Ok(20), |r| r.parse())
@@ -115,7 +90,7 @@ fn main() -> Result<()> {
         .context("PRECISION")?;
     let model = match model_arg.strip_prefix("random:") {
         Some(widths) => {
-            let widths = list(Some(&widths.to_string()), "", "widths")?;
+            let widths = args::usize_list(Some(&widths.to_string()), "", "widths")?;
             Model::random(&widths, Activation::Relu, Activation::Softmax, 7)
         }
         None => Model::load(model_arg)?,
